@@ -1,0 +1,284 @@
+"""Result schema v1: what the service returns for a video.
+
+Units and axes are documented in docs/result-schema.md. In short: boxes and 2D joints are
+in source-video pixels (after rotation, x right, y down, origin top-left); 3D quantities
+are in metres in the camera frame (x right, y down, z forward, OpenCV convention);
+SMPL rotations are axis-angle in radians.
+
+The in-memory types use float32 numpy arrays; ``to_dict``/``from_dict`` give the JSON form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = "1"
+
+# Rounding used in JSON (NPZ keeps float32 exactly): sub-pixel for pixels, 0.1 mm for metres.
+_PIXEL_DECIMALS = 2
+_METRIC_DECIMALS = 4
+_ANGLE_DECIMALS = 5
+_SCORE_DECIMALS = 4
+
+
+def _f32(values: Any, shape: tuple[int, ...]) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float32)
+    if array.shape != shape:
+        array = array.reshape(shape)
+    return array
+
+
+def _rounded(array: np.ndarray, decimals: int) -> list:
+    return np.round(array.astype(np.float64), decimals).tolist()
+
+
+@dataclass(frozen=True, eq=False)
+class SmplParams:
+    """SMPL pose and shape. ``body_pose`` is 23 joints x axis-angle, in SMPL's joint order."""
+
+    global_orient: np.ndarray  # (3,)
+    body_pose: np.ndarray  # (23, 3)
+    betas: np.ndarray  # (10,)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "global_orient": _rounded(self.global_orient, _ANGLE_DECIMALS),
+            "body_pose": _rounded(self.body_pose, _ANGLE_DECIMALS),
+            "betas": _rounded(self.betas, _ANGLE_DECIMALS),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SmplParams":
+        return cls(_f32(d["global_orient"], (3,)), _f32(d["body_pose"], (23, 3)), _f32(d["betas"], (10,)))
+
+
+@dataclass(frozen=True, eq=False)
+class Person:
+    """One tracked person in one frame."""
+
+    track_id: int
+    bbox: np.ndarray  # (4,) x1, y1, x2, y2 in source pixels
+    score: float
+    #: True when a detection was matched to the track in this frame; False when the
+    #: position is the tracker's prediction (person occluded or missed by the detector).
+    detected: bool
+    smpl: SmplParams | None = None
+    #: Translation of the SMPL root in the full-frame camera (metres); see ``CameraModel``.
+    translation: np.ndarray | None = None  # (3,)
+    joints_3d: np.ndarray | None = None  # (J, 3), camera frame, metres, relative to translation
+    joints_2d: np.ndarray | None = None  # (J, 2), source pixels
+
+    def scaled(self, sx: float, sy: float) -> "Person":
+        """The same person with pixel quantities multiplied by (sx, sy)."""
+        factor = np.array([sx, sy], dtype=np.float32)
+        return replace(
+            self,
+            bbox=(self.bbox.reshape(2, 2) * factor).reshape(4),
+            joints_2d=None if self.joints_2d is None else self.joints_2d * factor,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "track_id": int(self.track_id),
+            "bbox": _rounded(self.bbox, _PIXEL_DECIMALS),
+            "score": round(float(self.score), _SCORE_DECIMALS),
+            "detected": bool(self.detected),
+        }
+        if self.smpl is not None:
+            d["smpl"] = self.smpl.to_dict()
+        if self.translation is not None:
+            d["translation"] = _rounded(self.translation, _METRIC_DECIMALS)
+        if self.joints_3d is not None:
+            d["joints_3d"] = _rounded(self.joints_3d, _METRIC_DECIMALS)
+        if self.joints_2d is not None:
+            d["joints_2d"] = _rounded(self.joints_2d, _PIXEL_DECIMALS)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Person":
+        j3, j2 = d.get("joints_3d"), d.get("joints_2d")
+        return cls(
+            track_id=int(d["track_id"]),
+            bbox=_f32(d["bbox"], (4,)),
+            score=float(d["score"]),
+            detected=bool(d["detected"]),
+            smpl=SmplParams.from_dict(d["smpl"]) if "smpl" in d else None,
+            translation=_f32(d["translation"], (3,)) if "translation" in d else None,
+            joints_3d=None if j3 is None else _f32(j3, (len(j3), 3)),
+            joints_2d=None if j2 is None else _f32(j2, (len(j2), 2)),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    index: int  # position in the processed (sampled) sequence, from 0
+    source_index: int  # position of the frame in the source video's decoded stream
+    time_s: float  # presentation time in the source video
+    people: tuple[Person, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "source_index": self.source_index,
+            "time": round(self.time_s, 6),
+            "people": [p.to_dict() for p in self.people],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Frame":
+        return cls(int(d["index"]), int(d["source_index"]), float(d["time"]),
+                   tuple(Person.from_dict(p) for p in d["people"]))
+
+
+@dataclass(frozen=True)
+class TrackSummary:
+    track_id: int
+    first_frame: int
+    last_frame: int
+    frames_detected: int
+    frames_predicted: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrackSummary":
+        return cls(**{k: int(d[k]) for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    name: str
+    version: str
+    #: What the engine computes, in words (the CPU engine says it is no pose model).
+    description: str
+    #: Whether persons carry SMPL, translation and joints.
+    provides_3d: bool
+    #: Joint set of ``joints_3d``/``joints_2d`` (see docs/result-schema.md), None if absent.
+    joint_format: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EngineInfo":
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """Pinhole camera of the full source frame, in source pixels, shared by all people."""
+
+    focal_length_px: float
+    principal_point_px: tuple[float, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"focal_length_px": round(self.focal_length_px, 3),
+                "principal_point_px": [round(v, 3) for v in self.principal_point_px]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CameraModel":
+        return cls(float(d["focal_length_px"]), tuple(float(v) for v in d["principal_point_px"]))
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """The source video as the service saw it. Width/height are after rotation."""
+
+    width: int
+    height: int
+    fps: float
+    duration_s: float
+    frame_count: int
+    rotation: int
+    codec: str
+    container: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "VideoInfo":
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Processing:
+    """How the video was processed: sampling and the size of the frames the engine saw."""
+
+    fps: float | None
+    max_side: int | None
+    frame_width: int
+    frame_height: int
+    start_s: float | None = None
+    end_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Processing":
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class ResultHeader:
+    """Everything in a result except the frames and tracks."""
+
+    engine: EngineInfo
+    video: VideoInfo
+    processing: Processing
+    camera: CameraModel | None = None
+    schema_version: str = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "engine": self.engine.to_dict(),
+            "video": self.video.to_dict(),
+            "processing": self.processing.to_dict(),
+            "camera": None if self.camera is None else self.camera.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ResultHeader":
+        if str(d.get("schema_version")) != SCHEMA_VERSION:
+            raise ValueError(f"unsupported schema_version {d.get('schema_version')!r}")
+        return cls(
+            engine=EngineInfo.from_dict(d["engine"]),
+            video=VideoInfo.from_dict(d["video"]),
+            processing=Processing.from_dict(d["processing"]),
+            camera=None if d.get("camera") is None else CameraModel.from_dict(d["camera"]),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class TrackingResult:
+    header: ResultHeader
+    frames: tuple[Frame, ...] = field(default=())
+    tracks: tuple[TrackSummary, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.header.to_dict(),
+                "frames": [f.to_dict() for f in self.frames],
+                "tracks": [t.to_dict() for t in self.tracks]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrackingResult":
+        return cls(ResultHeader.from_dict(d),
+                   tuple(Frame.from_dict(f) for f in d["frames"]),
+                   tuple(TrackSummary.from_dict(t) for t in d["tracks"]))
+
+
+def summarize_tracks(frames) -> tuple[TrackSummary, ...]:
+    """Per-track first/last frame and counts, from frames in index order."""
+    acc: dict[int, list[int]] = {}
+    for frame in frames:
+        for person in frame.people:
+            entry = acc.setdefault(person.track_id, [frame.index, frame.index, 0, 0])
+            entry[1] = frame.index
+            entry[2 if person.detected else 3] += 1
+    return tuple(TrackSummary(tid, *acc[tid]) for tid in sorted(acc))
