@@ -33,9 +33,9 @@ class ChunkOutput:
     """Results of one chunk.
 
     ``frames`` has one entry per frame of the chunk, in order. ``corrections`` are people
-    to add to frames already returned (an engine that confirms a track after a few hits
-    back-fills the frames it held back); each frame index must be at most
-    ``Engine.holdback_frames`` behind the first frame of this chunk.
+    to add to (or replace in, by track id) frames already returned: an engine that confirms
+    a track after a few hits back-fills the frames it held back. A correction may reach at
+    most ``Engine.holdback_frames`` frames behind the first frame of this chunk.
     """
 
     chunk_index: int

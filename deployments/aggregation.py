@@ -1,0 +1,39 @@
+"""Aggregation deployment (CPU): commits each tracked chunk to the store (output and tracker
+checkpoint, atomically) and assembles the result files when the job ends."""
+
+from __future__ import annotations
+
+import time
+
+from ray import serve
+
+from pose_pipeline.config import Settings
+from pose_pipeline.jobs import ChunkReceipt
+from pose_pipeline.stages import AggregationStage, TrackedChunk
+
+from .common import log, open_store
+from .metrics import Metrics
+
+
+@serve.deployment(name="Aggregation", max_ongoing_requests=16, ray_actor_options={"num_cpus": 0.5})
+class Aggregation:
+    def __init__(self, settings: Settings) -> None:
+        self.stage = AggregationStage(open_store(settings))
+        self.metrics = Metrics.create()
+
+    def commit(self, tracked: TrackedChunk) -> ChunkReceipt:
+        started = time.perf_counter()
+        receipt = self.stage.commit(tracked)
+        self.metrics.frames_processed.inc(tracked.frames, tags={"stage": "aggregation"})
+        self.metrics.chunk_latency.observe(time.perf_counter() - started, tags={"stage": "aggregation"})
+        return receipt
+
+    def finalize(self, job_id: str) -> dict[str, int]:
+        started = time.perf_counter()
+        sizes = self.stage.finalize(job_id)
+        log.info("result written", extra={"job_id": job_id, "stage": "aggregation", "result_bytes": sizes,
+                                          "duration_s": round(time.perf_counter() - started, 3)})
+        return sizes
+
+    def ping(self) -> bool:
+        return True

@@ -1,0 +1,334 @@
+"""Ingress deployment: the HTTP API (FastAPI through ``serve.ingress``) and the job runner.
+
+Uploads stream to the store's spool folder; jobs run in the background on this replica's
+``JobRunner``, which drives the decode, tracking and aggregation deployments chunk by chunk.
+Every error leaves as JSON ``{"error": {"code", "message", ...}}`` with the status of its
+type (pose_pipeline.errors). docs/api.md describes the endpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import os
+import time
+from dataclasses import asdict
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException
+
+from pose_pipeline import __version__
+from pose_pipeline.config import Settings
+from pose_pipeline.errors import (ALL_ERRORS, InternalError, InvalidOption, JobNotFinished, NotReady,
+                                  Overloaded, PipelineError, Unauthorized)
+from pose_pipeline.jobs import RETRY_AFTER_S, ChunkReceipt, ChunkTask, JobObserver, JobRunner
+from pose_pipeline.pipeline import JobOptions, decode_options, expected_frames
+from pose_pipeline.serialize import MEDIA_TYPES
+from pose_pipeline.store import JobRecord, JobState, new_job_id
+from pose_pipeline.uploads import receive, too_large
+
+from .common import as_pipeline_error, log, open_store
+from .metrics import Metrics
+
+app = FastAPI(title="pose-pipeline", version=__version__,
+              description="3D human pose tracking on video: upload a video, get per-frame tracks.")
+
+_STATUS_BY_CODE = {cls.code: cls.status for cls in ALL_ERRORS}
+_READY_TIMEOUT_S = 5.0
+
+
+def error_response(exc: PipelineError) -> JSONResponse:
+    headers = {"Retry-After": str(exc.details.get("retry_after_s", RETRY_AFTER_S))} \
+        if isinstance(exc, Overloaded) or exc.status == 503 else None
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=headers)
+
+
+@app.exception_handler(PipelineError)
+async def _pipeline_error(request: Request, exc: PipelineError) -> JSONResponse:
+    return error_response(exc)
+
+
+@app.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return error_response(InvalidOption(f"invalid request: {exc.errors()}"))
+
+
+@app.exception_handler(HTTPException)
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code)
+
+
+@app.exception_handler(Exception)
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s", request.url.path)
+    return error_response(InternalError(f"unexpected error: {type(exc).__name__}"))
+
+
+class RayStages:
+    """``jobs.Stages`` over the deployments: decode -> tracking -> aggregation per chunk. The
+    responses are chained, so frames go from decode to tracking without passing here."""
+
+    def __init__(self, decode: DeploymentHandle, tracking: DeploymentHandle, aggregation: DeploymentHandle):
+        self.decode, self.tracking, self.aggregation = decode, tracking, aggregation
+
+    async def run_chunk(self, task: ChunkTask) -> ChunkReceipt:
+        decoded = self.decode.decode.remote(task)
+        tracked = self.tracking.track.remote(decoded)
+        committed = self.aggregation.commit.remote(tracked)
+        try:
+            return await committed
+        except asyncio.CancelledError:  # deadline or cancellation: stop the work downstream too
+            for response in (committed, tracked, decoded):
+                response.cancel()
+            raise
+        except Exception as exc:
+            raise as_pipeline_error(exc) from None
+
+    async def finalize(self, job_id: str) -> dict[str, int]:
+        try:
+            return await self.aggregation.finalize.remote(job_id)
+        except Exception as exc:
+            raise as_pipeline_error(exc) from None
+
+
+class MetricsObserver(JobObserver):
+    """Job events as metrics and one JSON log line each (job_id, state, stage, code)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def state_changed(self, record: JobRecord, **extra: Any) -> None:
+        fields = {"job_id": record.id, "state": record.state.value, "stage": record.stage,
+                  "frames_done": record.frames_done, **extra}
+        log.info("job %s %s", record.id, record.state.value, extra=fields)
+        if record.state.terminal:
+            code = (record.error or {}).get("code", "")
+            self.metrics.jobs_finished.inc(tags={"state": record.state.value, "code": code})
+            self.metrics.job_duration.observe(time.time() - record.created_at, tags={"state": record.state.value})
+
+    def chunk_retry(self, record: JobRecord, error: PipelineError) -> None:
+        super().chunk_retry(record, error)
+        self.metrics.chunk_retries.inc(tags={"code": error.code})
+        if error.code == "out_of_memory":
+            self.metrics.oom_events.inc(tags={"kind": error.details.get("kind", "host")})
+
+    def queue_changed(self, queued: int, running: int) -> None:
+        self.metrics.jobs_in_state.set(queued, tags={"state": "queued"})
+        self.metrics.jobs_in_state.set(running, tags={"state": "running"})
+
+
+@serve.deployment(name="Ingress", max_ongoing_requests=128, max_queued_requests=256,
+                  ray_actor_options={"num_cpus": 0.5})
+@serve.ingress(app)
+class Ingress:
+    async def __init__(self, settings: Settings, decode: DeploymentHandle, tracking: DeploymentHandle,
+                       aggregation: DeploymentHandle) -> None:
+        self.settings = settings
+        self.store = open_store(settings)
+        self.store.clean_spool(older_than_s=3600)
+        self.decode, self.tracking, self.aggregation = decode, tracking, aggregation
+        self.metrics = Metrics.create()
+        owner = f"ingress-{os.getpid()}-{new_job_id()[:8]}"
+        self.runner = JobRunner(self.store, RayStages(decode, tracking, aggregation), settings.jobs, owner,
+                                MetricsObserver(self.metrics))
+        self.runner.start()
+
+    async def __del__(self) -> None:
+        await self.runner.stop()
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _authorize(self, request: Request) -> None:
+        tokens = self.settings.auth.tokens
+        if not tokens:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not any(hmac.compare_digest(token, t) for t in tokens):
+            raise Unauthorized("missing or invalid bearer token (Authorization: Bearer <token>)")
+
+    async def _create_job(self, request: Request) -> JobRecord:
+        self._authorize(request)
+        self.runner.admit()  # refuse before reading a large body we could not run
+        limit = self.settings.limits.max_upload_bytes
+        if int(request.headers.get("content-length") or 0) > limit:
+            raise too_large(limit)
+        query = dict(request.query_params)
+        filename = os.path.basename(query.pop("filename", "") or "")
+        upload = await receive(request.stream(), request.headers.get("content-type", ""),
+                               self.store.new_upload_path(), limit, filename=filename)
+        self.metrics.upload_bytes.inc(upload.size)
+        try:
+            options = JobOptions.parse({**upload.fields, **query})
+            engine = options.engine or self.settings.engine.name
+            if engine != self.settings.engine.name:
+                raise InvalidOption(f"engine {engine!r} is not deployed here; this service runs "
+                                    f"{self.settings.engine.name!r}", option="engine")
+            decoding = decode_options(self.settings, options)
+            try:
+                video = await self.decode.probe.remote(str(upload.path))
+            except Exception as exc:
+                raise as_pipeline_error(exc) from None
+            now = time.time()
+            record = JobRecord(id=new_job_id(), state=JobState.queued, created_at=now, updated_at=now,
+                               filename=upload.filename or "upload", options=options.model_dump(mode="json"),
+                               video=video.to_dict(), frames_total=expected_frames(video, decoding),
+                               engine=engine, decoding=asdict(decoding))
+            self.store.create(record, upload.path)
+        except BaseException:
+            upload.path.unlink(missing_ok=True)
+            raise
+        self.runner.submit(record)
+        self.runner.observer.state_changed(record, filename=record.filename, upload_bytes=upload.size)
+        return record
+
+    def _view(self, record: JobRecord, request: Request) -> dict[str, Any]:
+        base = str(request.base_url).rstrip("/") + f"/v1/jobs/{record.id}"
+        ended = record.finished_at or time.time()
+        return {
+            "job_id": record.id,
+            "state": record.state.value,
+            "stage": record.stage,
+            "progress": {
+                "frames_done": record.frames_done,
+                "frames_total": max(record.frames_total, record.frames_done),
+                "fraction": round(min(1.0, record.frames_done / record.frames_total), 4) if record.frames_total else 0.0,
+                "chunks_done": record.chunks_done,
+            },
+            "filename": record.filename,
+            "video": record.video,
+            "options": record.options,
+            "engine": record.engine,
+            "created_at": record.created_at,
+            "started_at": record.started_at,
+            "finished_at": record.finished_at,
+            "expires_at": record.expires_at,
+            "timings": {
+                "queued_s": round((record.started_at or ended) - record.created_at, 3),
+                "running_s": round(ended - record.started_at, 3) if record.started_at else 0.0,
+            },
+            "retries": record.retries,
+            "error": record.error,
+            "results": {fmt: {"url": f"{base}/result?format={fmt}", "bytes": size}
+                        for fmt, size in record.results.items()},
+            "urls": {"self": base, "events": f"{base}/events", "result": f"{base}/result"},
+        }
+
+    def _result(self, record: JobRecord, fmt: str) -> FileResponse:
+        if record.state is not JobState.succeeded:
+            if record.state.terminal:
+                raise JobNotFinished(f"the job ended {record.state.value}; it has no result",
+                                     state=record.state.value, job_error=record.error)
+            raise JobNotFinished(f"the job is {record.state.value}; poll it or follow its events",
+                                 state=record.state.value)
+        if fmt not in record.results:
+            raise InvalidOption(f"format {fmt!r} was not requested for this job; available: "
+                                f"{', '.join(record.results)}", option="format")
+        return FileResponse(self.store.result_path(record.id, fmt), media_type=MEDIA_TYPES[fmt],
+                            filename=f"{record.id}.{fmt}", headers={"X-Job-Id": record.id})
+
+    # --- endpoints -------------------------------------------------------------------------
+
+    @app.post("/v1/jobs", status_code=202)
+    async def submit(self, request: Request) -> JSONResponse:
+        """Upload a video (raw body or multipart 'file'); the job runs in the background."""
+        record = await self._create_job(request)
+        return JSONResponse(self._view(record, request), status_code=202,
+                            headers={"Location": f"/v1/jobs/{record.id}"})
+
+    @app.post("/v1/track")
+    async def track(self, request: Request, format: str = "json"):
+        """Upload a video and wait for its result in the same request (short videos)."""
+        if format not in MEDIA_TYPES:
+            raise InvalidOption(f"format must be one of {', '.join(MEDIA_TYPES)}", option="format")
+        record = await self._create_job(request)
+        try:
+            record = await self.runner.wait(record.id)
+        except asyncio.CancelledError:  # the client went away: stop the work, remove its files
+            await self.runner.cancel(record.id)
+            raise
+        if record.state is JobState.failed:
+            error = record.error or {}
+            status = _STATUS_BY_CODE.get(error.get("code"), 500)
+            return JSONResponse({"error": {**error, "job_id": record.id}}, status_code=status,
+                                headers={"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None)
+        return self._result(record, format)
+
+    @app.get("/v1/jobs/{job_id}")
+    async def status(self, job_id: str, request: Request) -> dict[str, Any]:
+        self._authorize(request)
+        return self._view(self.store.get(job_id), request)
+
+    @app.get("/v1/jobs/{job_id}/events")
+    async def events(self, job_id: str, request: Request) -> StreamingResponse:
+        """Server-Sent Events: a ``status`` event at each change, until the job ends."""
+        self._authorize(request)
+        self.store.get(job_id)  # 404 before the stream starts
+
+        async def stream() -> AsyncIterator[str]:
+            last, last_sent = None, time.monotonic()
+            while True:
+                view = self._view(self.store.get(job_id), request)
+                snapshot = json.dumps(view, separators=(",", ":"))
+                if snapshot != last:
+                    yield f"event: status\ndata: {snapshot}\n\n"
+                    last, last_sent = snapshot, time.monotonic()
+                elif time.monotonic() - last_sent > 15:
+                    yield ": keep-alive\n\n"
+                    last_sent = time.monotonic()
+                if view["state"] in ("succeeded", "failed", "cancelled"):
+                    return
+                await asyncio.sleep(0.5)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    @app.get("/v1/jobs/{job_id}/result")
+    async def result(self, job_id: str, request: Request, format: str = "json") -> FileResponse:
+        self._authorize(request)
+        return self._result(self.store.get(job_id), format)
+
+    @app.delete("/v1/jobs/{job_id}")
+    async def delete(self, job_id: str, request: Request) -> dict[str, Any]:
+        """Cancel a job that has not ended, and delete its files (its record stays until it
+        expires, so that its state can still be read)."""
+        self._authorize(request)
+        record = await self.runner.cancel(job_id)
+        self.store.discard_work_files(job_id, keep_results=False)
+        if record.results:
+            record = self.store.update(job_id, results={})
+        return self._view(record, request)
+
+    @app.get("/healthz")
+    async def healthz(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(self) -> JSONResponse:
+        """Ready when every deployment answers and the engine is loaded."""
+        checks = {"Decode": self.decode.ping.remote(), "Tracking": self.tracking.ready.remote(),
+                  "Aggregation": self.aggregation.ping.remote()}
+        report: dict[str, Any] = {}
+        ready = True
+        for name, response in checks.items():
+            try:
+                value = await asyncio.wait_for(response, _READY_TIMEOUT_S)
+                report[name] = {"ready": True, **({"engine": value} if isinstance(value, dict) else {})}
+            except asyncio.TimeoutError:
+                response.cancel()
+                ready = False
+                report[name] = {"ready": False, "message": f"no answer within {_READY_TIMEOUT_S:.0f} s "
+                                                           "(starting, or no replica can be scheduled)"}
+            except Exception as exc:
+                ready = False
+                report[name] = {"ready": False, **as_pipeline_error(exc).to_dict()}
+        if not ready:
+            error = NotReady("not every deployment is ready", deployments=report)
+            return error_response(error)
+        return JSONResponse({"status": "ready", "deployments": report})

@@ -1,0 +1,99 @@
+"""Tracking deployment (GPU-pinned): hosts one engine and tracks chunk after chunk.
+
+Resources come from ``ray_actor_options`` in serve_config.yaml (fractional ``num_gpus``,
+``num_cpus``, ``memory``). Because Ray's GPU fractions are bookkeeping only, the replica
+caps its own CUDA memory to its fraction, and enforces its host memory limit itself
+(``tracking.memory_limit_bytes``, see pose_pipeline.memguard).
+
+An engine that cannot load (missing weights, package or device) does not crash the
+replica in a restart loop: the replica stays up, reports the reason from ``ready`` (and so
+``/readyz``), and fails every chunk with the same ``engine_unavailable`` error.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from ray import serve
+
+from pose_pipeline.config import Settings
+from pose_pipeline.engines import EngineRegistry
+from pose_pipeline.engines.gpu import cap_memory
+from pose_pipeline.errors import GpuOutOfMemory, HostOutOfMemory, PipelineError
+from pose_pipeline.faults import FaultInjector
+from pose_pipeline.memguard import MemoryGuard
+from pose_pipeline.stages import DecodedChunk, TrackedChunk, TrackingStage
+
+from .common import log, open_store
+from .metrics import Metrics
+
+
+@serve.deployment(name="Tracking", max_ongoing_requests=1, health_check_period_s=5,
+                  ray_actor_options={"num_cpus": 1})
+class Tracking:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics.create()
+        self.engine_error: PipelineError | None = None
+        self._busy_since: float | None = None
+        engine = None
+        try:
+            if torch.cuda.is_available():
+                cap_memory(torch.device("cuda", torch.cuda.current_device()), settings.tracking.cuda_memory_fraction)
+            engine = EngineRegistry().create(settings.engine.name, settings.engine.options)
+        except PipelineError as exc:
+            self.engine_error = exc
+            log.error("engine %r cannot load: %s", settings.engine.name, exc.message,
+                      extra={"stage": "tracking", "code": exc.code})
+        store = open_store(settings)
+        faults = None
+        if settings.tracking.faults:
+            state_dir = settings.tracking.fault_state_dir or str(Path(settings.store.root) / "faults")
+            faults = FaultInjector(settings.tracking.faults, state_dir)
+        self.stage = TrackingStage(engine, store, MemoryGuard(settings.tracking.memory_limit_bytes), faults) \
+            if engine is not None else None
+
+    def track(self, decoded: DecodedChunk) -> TrackedChunk:
+        if self.stage is None:
+            raise self.engine_error
+        started = time.perf_counter()
+        self._busy_since = time.monotonic()
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        try:
+            tracked = self.stage.track(decoded)
+        except (GpuOutOfMemory, HostOutOfMemory) as exc:
+            self.metrics.oom_events.inc(tags={"kind": "gpu" if isinstance(exc, GpuOutOfMemory) else "host"})
+            log.warning("chunk failed: %s", exc.message, extra={"job_id": decoded.task.job_id,
+                                                                 "stage": "tracking", "code": exc.code})
+            raise
+        finally:
+            self._busy_since = None
+        seconds = time.perf_counter() - started
+        self.metrics.frames_processed.inc(tracked.frames, tags={"stage": "tracking"})
+        self.metrics.chunk_latency.observe(seconds, tags={"stage": "tracking"})
+        self.metrics.tracking_fps.set(tracked.frames / max(seconds, 1e-9))
+        if torch.cuda.is_available():
+            self.metrics.gpu_memory_allocated.set(torch.cuda.memory_allocated())
+            self.metrics.gpu_memory_peak.set(torch.cuda.max_memory_allocated())
+        return tracked
+
+    def ready(self) -> dict:
+        """The engine's description; raises the load error while the engine is unavailable."""
+        if self.engine_error is not None:
+            raise self.engine_error
+        return self.stage.engine.info.to_dict()
+
+    def check_health(self) -> None:
+        # A chunk running past its deadline means a hung engine (or CUDA): fail the check so
+        # that Serve replaces this replica; the job's runner has already retried elsewhere.
+        busy = self._busy_since
+        limit = self.settings.jobs.chunk_timeout_s
+        if busy is not None and time.monotonic() - busy > limit:
+            raise RuntimeError(f"a chunk has been running for more than {limit:.0f} s (jobs.chunk_timeout_s)")
+        if self.stage is not None:
+            self.stage.engine.check_health()
+
+

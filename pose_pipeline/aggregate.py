@@ -1,0 +1,77 @@
+"""Merging chunk outputs into a result: apply back-filled corrections, scale pixel
+quantities from decoded frames to source pixels, summarise tracks, hand finished frames
+to the writers.
+
+Memory is bounded by the engine's hold-back window: a frame is written as soon as no
+later correction can reach it, so a ten-minute video is never held whole.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Iterable
+
+from .engines.base import ChunkOutput
+from .errors import InternalError
+from .schema import Frame, Person, ResultHeader, TrackSummary
+from .serialize import ResultWriter
+
+
+class ResultAssembler:
+    def __init__(self, header: ResultHeader, writer: ResultWriter, holdback_frames: int) -> None:
+        video, processing = header.video, header.processing
+        self._scale = (video.width / processing.frame_width, video.height / processing.frame_height)
+        self._writer = writer
+        self._holdback = holdback_frames
+        self._pending: deque[Frame] = deque()
+        self._tracks: dict[int, list[int]] = {}  # id -> [first, last, detected, predicted]
+        self._next_chunk = 0
+        self.frames_written = 0
+        writer.begin(header)
+
+    def add(self, output: ChunkOutput) -> None:
+        if output.chunk_index != self._next_chunk:
+            raise InternalError(f"chunk {output.chunk_index} arrived, expected {self._next_chunk}")
+        self._next_chunk += 1
+        self._pending.extend(output.frames)
+        for frame_index, person in output.corrections:
+            self._correct(frame_index, person)
+        if self._pending:
+            newest = self._pending[-1].index
+            while self._pending and self._pending[0].index < newest - self._holdback:
+                self._emit(self._pending.popleft())
+
+    def finish(self) -> tuple[TrackSummary, ...]:
+        while self._pending:
+            self._emit(self._pending.popleft())
+        tracks = tuple(TrackSummary(tid, *self._tracks[tid]) for tid in sorted(self._tracks))
+        self._writer.end(tracks)
+        return tracks
+
+    def _correct(self, frame_index: int, person: Person) -> None:
+        if not self._pending or frame_index < self._pending[0].index:
+            raise InternalError(f"correction for frame {frame_index} reaches past the hold-back window "
+                                f"of {self._holdback} frames")
+        position = frame_index - self._pending[0].index
+        frame = self._pending[position]
+        people = {p.track_id: p for p in frame.people}
+        people[person.track_id] = person
+        self._pending[position] = Frame(frame.index, frame.source_index, frame.time_s,
+                                        tuple(people[k] for k in sorted(people)))
+
+    def _emit(self, frame: Frame) -> None:
+        people = tuple(p.scaled(*self._scale) for p in sorted(frame.people, key=lambda p: p.track_id))
+        for person in people:
+            stats = self._tracks.setdefault(person.track_id, [frame.index, frame.index, 0, 0])
+            stats[1] = frame.index
+            stats[2 if person.detected else 3] += 1
+        self._writer.frame(Frame(frame.index, frame.source_index, frame.time_s, people))
+        self.frames_written += 1
+
+
+def assemble(header: ResultHeader, outputs: Iterable[ChunkOutput], writer: ResultWriter,
+             holdback_frames: int) -> tuple[TrackSummary, ...]:
+    assembler = ResultAssembler(header, writer, holdback_frames)
+    for output in outputs:
+        assembler.add(output)
+    return assembler.finish()

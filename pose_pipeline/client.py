@@ -1,0 +1,114 @@
+"""A small Python client for the HTTP API (what ``pose-pipeline submit`` uses).
+
+    client = Client("http://127.0.0.1:8000")
+    job = client.submit("video.mp4", fps=15)
+    job = client.wait(job["job_id"], progress=print)
+    client.download(job["job_id"], "result.json")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import httpx
+
+from .errors import ALL_ERRORS, PipelineError
+
+_ERROR_TYPES = {cls.code: cls for cls in ALL_ERRORS}
+_UPLOAD_PIECE = 1024 * 1024
+
+
+class Client:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", token: str | None = None,
+                 timeout_s: float = 60.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def submit(self, video: str | os.PathLike, **options: Any) -> dict[str, Any]:
+        """Upload a video and start a job; returns the job's status."""
+        path = Path(video)
+        params = {k: v for k, v in options.items() if v is not None}
+        if "formats" in params and not isinstance(params["formats"], str):
+            params["formats"] = ",".join(params["formats"])
+        params["filename"] = path.name
+        with open(path, "rb") as fh:
+            response = self._http.post("/v1/jobs", params=params, content=_pieces(fh),
+                                       headers={"Content-Type": "application/octet-stream"})
+        return _json(response)
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        return _json(self._http.get(f"/v1/jobs/{job_id}"))
+
+    def events(self, job_id: str) -> Iterator[dict[str, Any]]:
+        """Status snapshots as the job progresses (Server-Sent Events), until it ends."""
+        with self._http.stream("GET", f"/v1/jobs/{job_id}/events", timeout=None) as response:
+            if response.status_code != 200:
+                response.read()
+                _json(response)
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    yield json.loads(line[6:])
+
+    def wait(self, job_id: str, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Follow the job until it ends; raise its error if it failed."""
+        status = self.status(job_id)
+        for status in self.events(job_id):
+            if progress:
+                progress(status)
+        if status["state"] == "failed":
+            raise _error(status["error"] or {})
+        return status
+
+    def download(self, job_id: str, dest: str | os.PathLike, fmt: str | None = None) -> Path:
+        dest = Path(dest)
+        fmt = fmt or ("npz" if dest.suffix == ".npz" else "json")
+        with self._http.stream("GET", f"/v1/jobs/{job_id}/result", params={"format": fmt}) as response:
+            if response.status_code != 200:
+                response.read()
+                _json(response)
+            partial = dest.with_name(dest.name + ".partial")
+            with open(partial, "wb") as out:
+                for piece in response.iter_bytes(_UPLOAD_PIECE):
+                    out.write(piece)
+            os.replace(partial, dest)
+        return dest
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return _json(self._http.delete(f"/v1/jobs/{job_id}"))
+
+
+def _pieces(fh) -> Iterator[bytes]:
+    while piece := fh.read(_UPLOAD_PIECE):
+        yield piece
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": {"code": "http_error", "message": response.text[:500]}}
+    if response.is_error:
+        raise _error(body.get("error", {}), response.status_code)
+    return body
+
+
+def _error(error: dict[str, Any], status: int | None = None) -> PipelineError:
+    cls = _ERROR_TYPES.get(error.get("code"), PipelineError)
+    details = {k: v for k, v in error.items() if k not in ("code", "message")}
+    exc = cls(error.get("message", f"HTTP {status}"), **details)
+    if cls is PipelineError:  # a code this client does not know: keep what the server said
+        exc.code = error.get("code", "http_error")  # type: ignore[misc]
+        exc.status = status or 500  # type: ignore[misc]
+    return exc

@@ -1,0 +1,110 @@
+"""Person detector on detectron2: ViTDet-H (upstream's choice) or the lighter Mask R-CNN.
+
+Built from the same detectron2 configs upstream uses, but loaded from an explicit weights
+file, placed on the session's device (upstream calls ``.cuda()``), and run on several
+frames per forward (detectron2 models take a list of images), with the adaptive batch.
+Thresholds are ours to set: the person score (upstream ``low_th_c`` 0.8) and the minimum
+box size (upstream drops people under 50x100 px without saying so).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..batching import BatchStats, run_adaptive
+
+# detectron2 model-zoo config of the lighter detector (upstream's phalp.detector='maskrcnn').
+MASKRCNN_CONFIG = "new_baselines/mask_rcnn_regnety_4gf_dds_FPN_400ep_LSJ.py"
+# Upstream's detectron2-internal thresholds; our person threshold applies on top.
+UPSTREAM_BOX_SCORE = 0.5
+UPSTREAM_NMS = 0.4
+PERSON_CLASS = 0
+
+
+@dataclass(frozen=True)
+class FrameDetections:
+    """People found in one frame; boxes xyxy in the frame's pixels."""
+
+    boxes: np.ndarray  # (N, 4) float32
+    masks: np.ndarray  # (N, H, W) bool
+    scores: np.ndarray  # (N,) float32
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def keep_people(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, threshold: float,
+                min_width: float, min_height: float) -> np.ndarray:
+    """Indices of person detections above the score threshold and the minimum size."""
+    width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    keep = (classes == PERSON_CLASS) & (scores > threshold) & (width >= min_width) & (height >= min_height)
+    return np.flatnonzero(keep)
+
+
+class PersonDetector:
+    def __init__(self, kind: str, weights: Path, device: torch.device, threshold: float,
+                 min_width: float, min_height: float, max_batch: int, autocast_dtype: torch.dtype | None) -> None:
+        from detectron2.checkpoint import DetectionCheckpointer
+        from detectron2.config import LazyConfig, instantiate
+
+        if kind == "vitdet":
+            import phalp  # its package ships the ViTDet-H config upstream uses
+            cfg = LazyConfig.load(str(Path(phalp.__file__).parent / "configs" / "cascade_mask_rcnn_vitdet_h_75ep.py"))
+            for predictor in cfg.model.roi_heads.box_predictors:
+                predictor.test_score_thresh = min(UPSTREAM_BOX_SCORE, threshold)
+        else:
+            from detectron2 import model_zoo
+            cfg = model_zoo.get_config(MASKRCNN_CONFIG, trained=False)
+            cfg.model.roi_heads.box_predictor.test_score_thresh = min(UPSTREAM_BOX_SCORE, threshold)
+            cfg.model.roi_heads.box_predictor.test_nms_thresh = UPSTREAM_NMS
+        self.model = instantiate(cfg.model)
+        DetectionCheckpointer(self.model).load(str(weights))  # a local .pkl: never a URL
+        self.model.eval().to(device)
+        import detectron2.data.transforms as T
+
+        mapper = instantiate(cfg.dataloader.test.mapper)
+        augmentations = mapper.augmentations
+        self.augmentations = augmentations if isinstance(augmentations, T.AugmentationList) \
+            else T.AugmentationList(list(augmentations))
+        self.input_format = mapper.image_format
+        self.device = device
+        self.threshold, self.min_width, self.min_height = threshold, min_width, min_height
+        self.max_batch = max_batch
+        self.autocast_dtype = autocast_dtype
+
+    def _input(self, frame_rgb: np.ndarray) -> dict:
+        import detectron2.data.transforms as T
+
+        image = frame_rgb if self.input_format == "RGB" else frame_rgb[:, :, ::-1]
+        height, width = image.shape[:2]
+        augmented = T.AugInput(np.ascontiguousarray(image))
+        self.augmentations(augmented)  # resizes in place (shortest edge, as upstream)
+        tensor = torch.as_tensor(augmented.image.transpose(2, 0, 1).astype("float32"))
+        return {"image": tensor, "height": height, "width": width}
+
+    def _forward(self, frames: np.ndarray, batch: slice) -> list[FrameDetections]:
+        inputs = [self._input(frame) for frame in frames[batch]]
+        autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
+                    if self.autocast_dtype is not None else nullcontext())
+        with torch.inference_mode(), autocast:
+            outputs = self.model(inputs)
+        result = []
+        for output in outputs:
+            instances = output["instances"].to("cpu")
+            boxes = instances.pred_boxes.tensor.float().numpy()
+            scores = instances.scores.float().numpy()
+            classes = instances.pred_classes.numpy()
+            keep = keep_people(boxes, scores, classes, self.threshold, self.min_width, self.min_height)
+            result.append(FrameDetections(boxes=boxes[keep].astype(np.float32),
+                                          masks=instances.pred_masks.numpy()[keep].astype(bool),
+                                          scores=scores[keep].astype(np.float32)))
+        return result
+
+    def __call__(self, frames: np.ndarray, stats: BatchStats | None = None) -> list[FrameDetections]:
+        """Detections for each RGB frame of ``frames`` (N, H, W, 3)."""
+        return run_adaptive(lambda s: self._forward(frames, s), len(frames), self.max_batch, stats)

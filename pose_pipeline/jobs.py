@@ -1,0 +1,266 @@
+"""Running jobs in the background: admission, the chunk loop, retries, deadlines,
+cancellation and takeover of jobs whose runner died.
+
+The runner knows nothing of Ray: it drives a ``Stages`` object that turns one chunk task
+into a committed chunk, and finalises a job. The Serve ingress passes stages that call
+the decode, tracking and aggregation deployments; tests can pass in-process stages.
+
+Job records and checkpoints live in the ``JobStore``, so a runner that dies (its ingress
+replica restarted) loses nothing: another runner sees the job's lease expire, claims it,
+and continues from its last committed chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from .config import JobSettings
+from .errors import ChunkTimeout, InternalError, JobCancelled, Overloaded, PipelineError
+from .store import JobRecord, JobState, JobStore
+from .video import DecodeCursor, DecodeOptions, VideoProbe
+
+log = logging.getLogger("pose_pipeline.jobs")
+
+#: Seconds an overloaded client is asked to wait before trying again.
+RETRY_AFTER_S = 5
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """Everything a stage needs to process chunk ``chunk_index`` of a job, on any replica."""
+
+    job_id: str
+    chunk_index: int
+    cursor: DecodeCursor
+    video: VideoProbe
+    decoding: DecodeOptions
+    engine: str
+    filename: str
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class ChunkReceipt:
+    """What the runner hears back once a chunk is committed to the store."""
+
+    chunk_index: int
+    frames: int
+    is_last: bool
+    cursor: DecodeCursor
+    #: Seconds spent per stage (decode, tracking, aggregation).
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Stages(Protocol):
+    async def run_chunk(self, task: ChunkTask) -> ChunkReceipt: ...
+
+    async def finalize(self, job_id: str) -> dict[str, int]:
+        """Write the result files; return their sizes by format."""
+
+
+class JobObserver:
+    """Hooks for metrics and logs. The default logs one JSON-friendly line per event."""
+
+    def state_changed(self, record: JobRecord, **extra: Any) -> None:
+        log.info("job %s", record.state.value, extra={"job_id": record.id, "state": record.state.value,
+                                                       "stage": record.stage, **extra})
+
+    def chunk_done(self, record: JobRecord, receipt: ChunkReceipt) -> None:
+        pass
+
+    def chunk_retry(self, record: JobRecord, error: PipelineError) -> None:
+        log.warning("job %s chunk %d retried after %s", record.id, record.chunks_done, error.code,
+                    extra={"job_id": record.id, "code": error.code})
+
+    def queue_changed(self, queued: int, running: int) -> None:
+        pass
+
+
+class JobRunner:
+    """Runs this replica's jobs; at most ``max_running`` at once, ``max_queued`` waiting."""
+
+    def __init__(self, store: JobStore, stages: Stages, settings: JobSettings, owner: str,
+                 observer: JobObserver | None = None) -> None:
+        self.store = store
+        self.stages = stages
+        self.settings = settings
+        self.owner = owner
+        self.observer = observer or JobObserver()
+        self._slots = asyncio.Semaphore(settings.max_running)
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._running = 0
+        self._background: list[asyncio.Task] = []
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the lease keeper and the orphan collector (call inside the event loop)."""
+        self._background = [asyncio.create_task(self._keep_leases()),
+                            asyncio.create_task(self._adopt_orphans())]
+
+    async def stop(self) -> None:
+        for task in [*self._background, *self._tasks.values()]:
+            task.cancel()
+        await asyncio.gather(*self._background, *self._tasks.values(), return_exceptions=True)
+
+    @property
+    def active(self) -> int:
+        return len(self._tasks)
+
+    # --- API -------------------------------------------------------------------------------
+
+    def admit(self) -> None:
+        """Raise ``Overloaded`` if a new job would pass the queue bound."""
+        if len(self._tasks) >= self.settings.max_running + self.settings.max_queued:
+            raise Overloaded(f"{len(self._tasks)} jobs are queued or running; try again later",
+                             retry_after_s=self._retry_after())
+
+    def submit(self, record: JobRecord) -> None:
+        self.admit()
+        self.store.claim(record.id, self.owner, self.settings.lease_s)
+        self._spawn(record.id)
+
+    async def wait(self, job_id: str, poll_s: float = 0.2) -> JobRecord:
+        """The job's record once it has ended (whichever runner ran it)."""
+        task = self._tasks.get(job_id)
+        if task is not None:
+            await asyncio.shield(task)
+        while True:
+            record = self.store.get(job_id)
+            if record.state.terminal:
+                return record
+            await asyncio.sleep(poll_s)
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        """Stop the job's work (here, or on whichever runner has it) and delete its files."""
+        record = self.store.get(job_id)
+        if record.state.terminal:
+            return record
+        self.store.update(job_id, cancel_requested=True)
+        task = self._tasks.get(job_id)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        else:  # another runner has it: it sees the flag before its next chunk
+            deadline = time.monotonic() + self.settings.chunk_timeout_s
+            while not self.store.get(job_id).state.terminal and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+        return self.store.get(job_id)
+
+    # --- the work --------------------------------------------------------------------------
+
+    def _spawn(self, job_id: str) -> None:
+        task = asyncio.create_task(self._run(job_id), name=f"job-{job_id}")
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
+        self._report_queue()
+
+    async def _run(self, job_id: str) -> None:
+        started = time.monotonic()
+        try:
+            async with self._slots:
+                self._running += 1
+                self._report_queue()
+                try:
+                    await self._process(job_id)
+                finally:
+                    self._running -= 1
+        except asyncio.CancelledError:
+            if self.store.get(job_id).cancel_requested:
+                self._end(job_id, JobState.cancelled, JobCancelled("the job was cancelled"), started)
+            raise  # a runner shutting down leaves the job for another one to adopt
+        except PipelineError as exc:
+            self._end(job_id, JobState.failed, exc, started)
+        except Exception as exc:  # a bug: report it as such rather than hanging the client
+            log.exception("job %s failed unexpectedly", job_id)
+            self._end(job_id, JobState.failed, InternalError(f"unexpected error: {exc!r}"), started)
+        else:
+            self._end(job_id, JobState.succeeded, None, started)
+        finally:
+            self._report_queue()
+
+    async def _process(self, job_id: str) -> None:
+        record = self.store.get(job_id)
+        if record.state.terminal:
+            return
+        if record.state is JobState.queued:
+            record = self.store.update(job_id, state=JobState.running, started_at=time.time(),
+                                       stage="tracking")
+            self.observer.state_changed(record)
+        video = VideoProbe(**{k: v for k, v in record.video.items() if k in VideoProbe.__dataclass_fields__})
+        decoding = DecodeOptions(**record.decoding)
+        cursor = DecodeCursor.from_dict(record.cursor) if record.cursor else DecodeCursor()
+        is_last = record.decoded_all
+        while not is_last:
+            task = ChunkTask(job_id=job_id, chunk_index=record.chunks_done, cursor=cursor, video=video,
+                             decoding=decoding, engine=record.engine, filename=record.filename)
+            receipt = await self._run_chunk(record, task)
+            record = self.store.get(job_id)
+            cursor, is_last = receipt.cursor, receipt.is_last
+            self.observer.chunk_done(record, receipt)
+        record = self.store.update(job_id, stage="aggregation")
+        results = await self.stages.finalize(job_id)
+        self.store.update(job_id, results=results)
+
+    async def _run_chunk(self, record: JobRecord, task: ChunkTask) -> ChunkReceipt:
+        for attempt in range(self.settings.max_chunk_retries + 1):
+            if self.store.get(record.id).cancel_requested:
+                raise asyncio.CancelledError
+            try:
+                return await asyncio.wait_for(self.stages.run_chunk(_with_attempt(task, attempt)),
+                                              self.settings.chunk_timeout_s)
+            except asyncio.TimeoutError:
+                error: PipelineError = ChunkTimeout(
+                    f"chunk {task.chunk_index} took longer than {self.settings.chunk_timeout_s:.0f} s "
+                    "(jobs.chunk_timeout_s)", chunk=task.chunk_index, limit_s=self.settings.chunk_timeout_s)
+            except PipelineError as exc:
+                error = exc
+            if not error.retryable or attempt == self.settings.max_chunk_retries:
+                error.details.setdefault("chunk", task.chunk_index)
+                error.details.setdefault("attempts", attempt + 1)
+                raise error
+            record = self.store.update(record.id, retries=self.store.get(record.id).retries + 1)
+            self.observer.chunk_retry(record, error)
+        raise AssertionError("unreachable")
+
+    def _end(self, job_id: str, state: JobState, error: PipelineError | None, started: float) -> None:
+        now = time.time()
+        record = self.store.update(
+            job_id, state=state, stage=state.value, finished_at=now, expires_at=now + self.settings.ttl_s,
+            error=None if error is None else error.to_dict(), owner=None, lease_until=0.0)
+        self.store.discard_work_files(job_id, keep_results=state is JobState.succeeded)
+        self.observer.state_changed(record, duration_s=round(time.monotonic() - started, 3),
+                                    code=None if error is None else error.code)
+
+    # --- background ------------------------------------------------------------------------
+
+    async def _keep_leases(self) -> None:
+        while True:
+            for job_id in list(self._tasks):
+                self.store.claim(job_id, self.owner, self.settings.lease_s)
+            await asyncio.sleep(self.settings.lease_s / 3)
+
+    async def _adopt_orphans(self) -> None:
+        while True:
+            for job_id in self.store.orphans(time.time()):
+                if job_id in self._tasks or len(self._tasks) >= self.settings.max_running + self.settings.max_queued:
+                    continue
+                if self.store.claim(job_id, self.owner, self.settings.lease_s, steal=True):
+                    log.warning("job %s adopted after its runner stopped", job_id, extra={"job_id": job_id})
+                    self._spawn(job_id)
+            self.store.expire(time.time())
+            await asyncio.sleep(max(1.0, self.settings.lease_s / 3))
+
+    def _report_queue(self) -> None:
+        self.observer.queue_changed(queued=len(self._tasks) - self._running, running=self._running)
+
+    def _retry_after(self) -> int:
+        return RETRY_AFTER_S
+
+
+def _with_attempt(task: ChunkTask, attempt: int) -> ChunkTask:
+    return replace(task, attempt=attempt)

@@ -1,0 +1,36 @@
+"""A one-line progress bar on stderr (no dependency), throttled to a few redraws a second."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class ProgressBar:
+    def __init__(self, label: str, stream: TextIO = sys.stderr, min_interval_s: float = 0.2) -> None:
+        self.label = label
+        self._stream = stream
+        self._interval = min_interval_s
+        self._start = time.monotonic()
+        self._last_draw = 0.0
+        self._drawn = False
+
+    def __call__(self, done: int, total: int, stage: str = "") -> None:
+        now = time.monotonic()
+        if now - self._last_draw < self._interval and done < total:
+            return
+        self._last_draw = now
+        fraction = min(1.0, done / total) if total else 0.0
+        bar = "#" * int(fraction * 30)
+        rate = done / max(now - self._start, 1e-9)
+        extra = f" {stage}" if stage else ""
+        self._stream.write(f"\r{self.label} [{bar:<30}] {fraction:4.0%} {done}/{total} frames "
+                           f"{rate:6.1f} fps{extra}   ")
+        self._stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn:
+            self._stream.write("\n")
+            self._stream.flush()

@@ -1,0 +1,158 @@
+"""``pose-pipeline serve``, ``submit`` and ``demo``: the service on a local Ray cluster and
+its command-line client."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def add_commands(commands, add_job_options: Callable[[argparse.ArgumentParser], None]) -> None:
+    serve = commands.add_parser("serve", help="start a local Ray cluster and the service (Ctrl-C stops it)")
+    serve.add_argument("--serve-config", type=Path,
+                       help="a Serve config such as serve_config.cpu.yaml: its application args and "
+                            "deployment options are applied (default: the embedded CPU defaults)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--num-gpus", type=float, help="GPUs to give the local Ray (default: detected)")
+    serve.set_defaults(run=_serve)
+
+    submit = commands.add_parser("submit", help="upload a video to a running service")
+    submit.add_argument("video", type=Path)
+    submit.add_argument("--url", default=os.environ.get("POSE_PIPELINE_URL", DEFAULT_URL))
+    submit.add_argument("--token", default=os.environ.get("POSE_PIPELINE_TOKEN"))
+    submit.add_argument("--wait", action="store_true", help="follow the job and download its result")
+    submit.add_argument("-o", "--output", type=Path, help="result file when --wait (.json or .npz)")
+    add_job_options(submit)
+    submit.set_defaults(run=_submit)
+
+    demo = commands.add_parser("demo", help="start the service, track a generated video over HTTP, stop")
+    demo.add_argument("-o", "--output", type=Path, default=Path("demo-result.json"))
+    demo.add_argument("--seconds", type=float, default=10.0)
+    demo.add_argument("--port", type=int, default=8000)
+    demo.set_defaults(run=_demo)
+
+
+# --- serve -----------------------------------------------------------------------------------
+
+
+def load_serve_config(path: Path | None) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, Any]]:
+    """(application args, options by deployment name, http_options) of a Serve config's
+    first application; empty without a file."""
+    if path is None:
+        return {}, {}, {}
+    config = yaml.safe_load(path.read_text())
+    application = config["applications"][0]
+    deployments = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in application.get("deployments", [])}
+    return application.get("args") or {}, deployments, config.get("http_options") or {}
+
+
+def start(serve_config: Path | None, host: str, port: int, num_gpus: float | None = None) -> None:
+    """Start Ray (local) and the application; returns once it is deployed."""
+    import ray
+    from ray import serve
+
+    from deployments.app import build_app
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local use; see docs/operations.md
+    args, deployment_options, _ = load_serve_config(serve_config)
+    if not ray.is_initialized():
+        ray.init(num_gpus=num_gpus, include_dashboard=True, dashboard_host="127.0.0.1",
+                 logging_level="WARNING", log_to_driver=False)
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(build_app(args, deployment_options), name="pose", route_prefix="/", blocking=False)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    start(args.serve_config, args.host, args.port, args.num_gpus)
+    url = f"http://{args.host}:{args.port}"
+    print(f"pose-pipeline is serving on {url} (API docs: {url}/docs; Ray dashboard: http://127.0.0.1:8265)\n"
+          f"try: pose-pipeline submit VIDEO --wait -o result.json   (Ctrl-C stops the service)", file=sys.stderr)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _stop()
+    return 0
+
+
+def _stop() -> None:
+    import ray
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()
+
+
+# --- submit ----------------------------------------------------------------------------------
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from .cli import job_options
+    from .client import Client
+    from .progress import ProgressBar
+
+    options = job_options(args).model_dump(exclude_none=True)
+    if not args.video.is_file():
+        print(f"error: not_found: no such file: {args.video}", file=sys.stderr)
+        return 2
+    with Client(args.url, args.token) as client:
+        job = client.submit(args.video, **options)
+        print(f"job {job['job_id']}: {job['urls']['self']}", file=sys.stderr)
+        if not args.wait:
+            print(job["job_id"])
+            return 0
+        bar = ProgressBar(args.video.name)
+        try:
+            client.wait(job["job_id"], progress=lambda s: bar(s["progress"]["frames_done"],
+                                                             s["progress"]["frames_total"], s["stage"]))
+        finally:
+            bar.close()
+        output = args.output or Path(f"{job['job_id']}.json")
+        client.download(job["job_id"], output)
+        print(f"{output}: written", file=sys.stderr)
+    return 0
+
+
+# --- demo ------------------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from . import synthetic
+    from .client import Client
+    from .progress import ProgressBar
+    from .serialize import read_json
+
+    with tempfile.TemporaryDirectory(prefix="pose-pipeline-demo-") as tmp:
+        video = Path(tmp) / "demo.mp4"
+        synthetic.write_video(video, synthetic.demo_scene(duration_s=args.seconds, size=(640, 360)))
+        print("starting a local Ray cluster and the service ...", file=sys.stderr)
+        start(None, "127.0.0.1", args.port)
+        try:
+            with Client(f"http://127.0.0.1:{args.port}") as client:
+                job = client.submit(video)
+                bar = ProgressBar("demo.mp4")
+                try:
+                    client.wait(job["job_id"], progress=lambda s: bar(s["progress"]["frames_done"],
+                                                                     s["progress"]["frames_total"], s["stage"]))
+                finally:
+                    bar.close()
+                client.download(job["job_id"], args.output)
+        finally:
+            _stop()
+    result = read_json(args.output)
+    people = sum(len(f.people) for f in result.frames)
+    print(f"{args.output}: {len(result.frames)} frames, {len(result.tracks)} tracks, {people} person boxes "
+          f"(engine: {result.header.engine.name})", file=sys.stderr)
+    return 0

@@ -1,0 +1,210 @@
+"""The work of each service stage on one chunk, without Ray.
+
+Each deployment in ``deployments/`` wraps one of these classes; ``LocalStages`` chains them
+in one process (tests, and the reference the service is compared with).
+
+Stages are stateless between calls as far as correctness goes: a decoder or tracker
+session left open from the previous chunk of the same job is reused when the cursor
+matches, and anything else is rebuilt from the task and the store. So any replica can
+take any chunk, and a replacement replica resumes where the dead one stopped.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Generic, Hashable, TypeVar
+
+from .aggregate import ResultAssembler
+from .engines.base import ChunkOutput, Engine, Session
+from .errors import InternalError
+from .faults import FaultInjector
+from .jobs import ChunkReceipt, ChunkTask
+from .memguard import MemoryGuard
+from .pipeline import JobOptions, make_header, video_spec
+from .schema import CameraModel, EngineInfo
+from .serialize import ResultFiles
+from .store import JobStore
+from .video import ChunkDecoder, DecodeCursor, DecodeOptions, FrameChunk, VideoProbe
+
+T = TypeVar("T")
+
+
+class _LruCache(Generic[T]):
+    """A few open decoders or sessions, keyed by job id; closes what it evicts."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[Hashable, tuple[int, T]] = OrderedDict()
+        self._lock = threading.Lock()  # replicas run requests in worker threads
+
+    def take(self, key: Hashable, position: int) -> T | None:
+        """The item for ``key`` if it is at ``position``; a mismatched one is closed."""
+        with self._lock:
+            entry = self._items.pop(key, None)
+        if entry is None:
+            return None
+        if entry[0] == position:
+            return entry[1]
+        entry[1].close()
+        return None
+
+    def put(self, key: Hashable, position: int, item: T) -> None:
+        with self._lock:
+            self._items[key] = (position, item)
+            evicted = [self._items.popitem(last=False)[1][1] for _ in range(len(self._items) - self._size)]
+        for old in evicted:
+            old.close()
+
+    def clear(self) -> None:
+        with self._lock:
+            items, self._items = list(self._items.values()), OrderedDict()
+        for _, item in items:
+            item.close()
+
+
+@dataclass(frozen=True, eq=False)
+class DecodedChunk:
+    task: ChunkTask
+    chunk: FrameChunk
+    seconds: float
+
+
+class DecodeStage:
+    def __init__(self, store: JobStore, cache_size: int = 8) -> None:
+        self.store = store
+        self._decoders: _LruCache[ChunkDecoder] = _LruCache(cache_size)
+
+    def decode(self, task: ChunkTask) -> DecodedChunk:
+        started = time.perf_counter()
+        decoder = self._decoders.take(task.job_id, task.chunk_index)
+        if decoder is None:
+            decoder = ChunkDecoder(self.store.upload_path(task.job_id), task.video, task.decoding, task.cursor)
+        try:
+            chunk = decoder.next_chunk()
+        except BaseException:
+            decoder.close()
+            raise
+        if chunk.index != task.chunk_index:
+            raise InternalError(f"decoded chunk {chunk.index} for task chunk {task.chunk_index}")
+        if not decoder.finished:
+            self._decoders.put(task.job_id, task.chunk_index + 1, decoder)
+        return DecodedChunk(task, chunk, time.perf_counter() - started)
+
+    def close(self) -> None:
+        self._decoders.clear()
+
+
+@dataclass(frozen=True, eq=False)
+class TrackedChunk:
+    task: ChunkTask
+    output: ChunkOutput
+    state: bytes
+    frames: int
+    is_last: bool
+    cursor: DecodeCursor
+    engine: EngineInfo
+    camera: CameraModel | None
+    holdback_frames: int
+    timings: dict[str, float]
+
+
+class TrackingStage:
+    def __init__(self, engine: Engine, store: JobStore, guard: MemoryGuard | None = None,
+                 faults: FaultInjector | None = None, cache_size: int = 4) -> None:
+        self.engine = engine
+        self.store = store
+        self.guard = guard or MemoryGuard(None)
+        self.faults = faults
+        self._sessions: _LruCache[Session] = _LruCache(cache_size)
+
+    def track(self, decoded: DecodedChunk) -> TrackedChunk:
+        task, chunk = decoded.task, decoded.chunk
+        started = time.perf_counter()
+        fault = self.faults.take(task.filename, task.chunk_index) if self.faults else None
+        session = self._sessions.take(task.job_id, task.chunk_index) or self._open(task)
+        try:
+            with self.guard.watch():
+                output = FaultInjector.process(fault, session, chunk) if fault else session.process(chunk)
+            state = session.export_state()
+        except BaseException:
+            session.close()
+            raise
+        if chunk.is_last:
+            session.close()
+        else:
+            self._sessions.put(task.job_id, task.chunk_index + 1, session)
+        spec = video_spec(task.video, task.decoding)
+        return TrackedChunk(task, output, state, len(chunk), chunk.is_last, chunk.cursor, self.engine.info,
+                            self.engine.camera(spec), self.engine.holdback_frames,
+                            {"decode": decoded.seconds, "tracking": time.perf_counter() - started})
+
+    def _open(self, task: ChunkTask) -> Session:
+        state = self.store.load_state(task.job_id, task.chunk_index)
+        if state is None:
+            return self.engine.open(video_spec(task.video, task.decoding))
+        return self.engine.restore(state)
+
+    def close(self) -> None:
+        self._sessions.clear()
+
+
+@dataclass(frozen=True, eq=False)
+class StoredChunk:
+    """What the store keeps per chunk: the output and what finalising needs to know."""
+
+    output: ChunkOutput
+    engine: EngineInfo
+    camera: CameraModel | None
+    holdback_frames: int
+
+
+class AggregationStage:
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+
+    def commit(self, tracked: TrackedChunk) -> ChunkReceipt:
+        started = time.perf_counter()
+        task = tracked.task
+        stored = StoredChunk(tracked.output, tracked.engine, tracked.camera, tracked.holdback_frames)
+        self.store.commit_chunk(task.job_id, task.chunk_index, pickle.dumps(stored, protocol=5), tracked.state,
+                                tracked.cursor.to_dict(), tracked.frames, tracked.is_last)
+        timings = {**tracked.timings, "aggregation": time.perf_counter() - started}
+        return ChunkReceipt(task.chunk_index, tracked.frames, tracked.is_last, tracked.cursor, timings)
+
+    def finalize(self, job_id: str) -> dict[str, int]:
+        """Assemble the committed chunks into the result files; return their sizes."""
+        record = self.store.get(job_id)
+        formats = JobOptions.model_validate(record.options).formats
+        video = VideoProbe(**{k: v for k, v in record.video.items() if k in VideoProbe.__dataclass_fields__})
+        decoding = DecodeOptions(**record.decoding)
+        files = ResultFiles(self.store.result_dir(job_id), formats)
+        try:
+            chunks = (pickle.loads(blob) for blob in self.store.chunk_outputs(job_id))
+            first = next(chunks)
+            header = make_header(video, decoding, first.engine, first.camera)
+            assembler = ResultAssembler(header, files, first.holdback_frames)
+            assembler.add(first.output)
+            for stored in chunks:
+                assembler.add(stored.output)
+            assembler.finish()
+        except BaseException:
+            files.abort()
+            raise
+        return {fmt: path.stat().st_size for fmt, path in files.paths.items()}
+
+
+class LocalStages:
+    """The three stages chained in this process (implements ``jobs.Stages``)."""
+
+    def __init__(self, decode: DecodeStage, tracking: TrackingStage, aggregation: AggregationStage) -> None:
+        self.decode, self.tracking, self.aggregation = decode, tracking, aggregation
+
+    async def run_chunk(self, task: ChunkTask) -> ChunkReceipt:
+        return self.aggregation.commit(self.tracking.track(self.decode.decode(task)))
+
+    async def finalize(self, job_id: str) -> dict[str, int]:
+        return self.aggregation.finalize(job_id)
