@@ -15,7 +15,7 @@ from .common import log, open_store
 from .metrics import Metrics
 
 
-@serve.deployment(name="Aggregation", max_ongoing_requests=16, ray_actor_options={"num_cpus": 0.5})
+@serve.deployment(name="Aggregation", max_ongoing_requests=16, ray_actor_options={"num_cpus": 0.1})
 class Aggregation:
     def __init__(self, settings: Settings) -> None:
         self.stage = AggregationStage(open_store(settings))
@@ -31,7 +31,7 @@ class Aggregation:
     def finalize(self, job_id: str) -> dict[str, int]:
         started = time.perf_counter()
         sizes = self.stage.finalize(job_id)
-        log.info("result written", extra={"job_id": job_id, "stage": "aggregation", "result_bytes": sizes,
+        log.info("result written", extra={"pose_job_id": job_id, "stage": "aggregation", "result_bytes": sizes,
                                           "duration_s": round(time.perf_counter() - started, 3)})
         return sizes
 

@@ -18,7 +18,7 @@ from .common import open_store
 from .metrics import Metrics
 
 
-@serve.deployment(name="Decode", max_ongoing_requests=4, ray_actor_options={"num_cpus": 1})
+@serve.deployment(name="Decode", max_ongoing_requests=4, ray_actor_options={"num_cpus": 0.5})
 class Decode:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

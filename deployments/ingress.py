@@ -4,9 +4,11 @@ Uploads stream to the store's spool folder; jobs run in the background on this r
 ``JobRunner``, which drives the decode, tracking and aggregation deployments chunk by chunk.
 Every error leaves as JSON ``{"error": {"code", "message", ...}}`` with the status of its
 type (pose_pipeline.errors). docs/api.md describes the endpoints.
+
+(No ``from __future__ import annotations`` here: FastAPI reads the endpoint annotations at
+run time, through Serve's wrapper, and must see real classes.)
 """
 
-from __future__ import annotations
 
 import asyncio
 import hmac
@@ -105,7 +107,7 @@ class MetricsObserver(JobObserver):
         self.metrics = metrics
 
     def state_changed(self, record: JobRecord, **extra: Any) -> None:
-        fields = {"job_id": record.id, "state": record.state.value, "stage": record.stage,
+        fields = {"pose_job_id": record.id, "state": record.state.value, "stage": record.stage,
                   "frames_done": record.frames_done, **extra}
         log.info("job %s %s", record.id, record.state.value, extra=fields)
         if record.state.terminal:
@@ -125,7 +127,7 @@ class MetricsObserver(JobObserver):
 
 
 @serve.deployment(name="Ingress", max_ongoing_requests=128, max_queued_requests=256,
-                  ray_actor_options={"num_cpus": 0.5})
+                  ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(app)
 class Ingress:
     async def __init__(self, settings: Settings, decode: DeploymentHandle, tracking: DeploymentHandle,
@@ -153,13 +155,15 @@ class Ingress:
         if scheme.lower() != "bearer" or not any(hmac.compare_digest(token, t) for t in tokens):
             raise Unauthorized("missing or invalid bearer token (Authorization: Bearer <token>)")
 
-    async def _create_job(self, request: Request) -> JobRecord:
+    async def _create_job(self, request: Request, endpoint_params: tuple[str, ...] = ()) -> JobRecord:
+        """Receive the upload, validate options and video, store the job and start it.
+        ``endpoint_params`` are query parameters of the endpoint itself, not job options."""
         self._authorize(request)
         self.runner.admit()  # refuse before reading a large body we could not run
         limit = self.settings.limits.max_upload_bytes
         if int(request.headers.get("content-length") or 0) > limit:
             raise too_large(limit)
-        query = dict(request.query_params)
+        query = {k: v for k, v in request.query_params.items() if k not in endpoint_params}
         filename = os.path.basename(query.pop("filename", "") or "")
         upload = await receive(request.stream(), request.headers.get("content-type", ""),
                                self.store.new_upload_path(), limit, filename=filename)
@@ -184,8 +188,8 @@ class Ingress:
         except BaseException:
             upload.path.unlink(missing_ok=True)
             raise
+        self.runner.observer.state_changed(record, upload_name=record.filename, upload_bytes=upload.size)
         self.runner.submit(record)
-        self.runner.observer.state_changed(record, filename=record.filename, upload_bytes=upload.size)
         return record
 
     def _view(self, record: JobRecord, request: Request) -> dict[str, Any]:
@@ -247,7 +251,7 @@ class Ingress:
         """Upload a video and wait for its result in the same request (short videos)."""
         if format not in MEDIA_TYPES:
             raise InvalidOption(f"format must be one of {', '.join(MEDIA_TYPES)}", option="format")
-        record = await self._create_job(request)
+        record = await self._create_job(request, endpoint_params=("format",))
         try:
             record = await self.runner.wait(record.id)
         except asyncio.CancelledError:  # the client went away: stop the work, remove its files

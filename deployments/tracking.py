@@ -31,7 +31,7 @@ from .metrics import Metrics
 
 
 @serve.deployment(name="Tracking", max_ongoing_requests=1, health_check_period_s=5,
-                  ray_actor_options={"num_cpus": 1})
+                  ray_actor_options={"num_cpus": 0.5})
 class Tracking:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -66,7 +66,7 @@ class Tracking:
             tracked = self.stage.track(decoded)
         except (GpuOutOfMemory, HostOutOfMemory) as exc:
             self.metrics.oom_events.inc(tags={"kind": "gpu" if isinstance(exc, GpuOutOfMemory) else "host"})
-            log.warning("chunk failed: %s", exc.message, extra={"job_id": decoded.task.job_id,
+            log.warning("chunk failed: %s", exc.message, extra={"pose_job_id": decoded.task.job_id,
                                                                  "stage": "tracking", "code": exc.code})
             raise
         finally:
@@ -75,6 +75,9 @@ class Tracking:
         self.metrics.frames_processed.inc(tracked.frames, tags={"stage": "tracking"})
         self.metrics.chunk_latency.observe(seconds, tags={"stage": "tracking"})
         self.metrics.tracking_fps.set(tracked.frames / max(seconds, 1e-9))
+        log.info("chunk tracked", extra={"pose_job_id": decoded.task.job_id, "stage": "tracking",
+                                         "chunk": decoded.task.chunk_index, "frames": tracked.frames,
+                                         "duration_s": round(seconds, 3)})
         if torch.cuda.is_available():
             self.metrics.gpu_memory_allocated.set(torch.cuda.memory_allocated())
             self.metrics.gpu_memory_peak.set(torch.cuda.max_memory_allocated())

@@ -37,8 +37,9 @@ class ResultAssembler:
         for frame_index, person in output.corrections:
             self._correct(frame_index, person)
         if self._pending:
+            # The next chunk starts at newest + 1; its corrections reach back to newest + 1 - holdback.
             newest = self._pending[-1].index
-            while self._pending and self._pending[0].index < newest - self._holdback:
+            while self._pending and self._pending[0].index <= newest - self._holdback:
                 self._emit(self._pending.popleft())
 
     def finish(self) -> tuple[TrackSummary, ...]:

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args) or 0
     except PipelineError as exc:
-        print(f"\nerror: {exc.code}: {exc.message}", file=sys.stderr)
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)  # progress bars end their own line
         return EXIT_BAD_INPUT if 400 <= exc.status < 500 else EXIT_FAILURE
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -66,7 +66,7 @@ class JobObserver:
     """Hooks for metrics and logs. The default logs one JSON-friendly line per event."""
 
     def state_changed(self, record: JobRecord, **extra: Any) -> None:
-        log.info("job %s", record.state.value, extra={"job_id": record.id, "state": record.state.value,
+        log.info("job %s", record.state.value, extra={"pose_job_id": record.id, "state": record.state.value,
                                                        "stage": record.stage, **extra})
 
     def chunk_done(self, record: JobRecord, receipt: ChunkReceipt) -> None:
@@ -74,7 +74,7 @@ class JobObserver:
 
     def chunk_retry(self, record: JobRecord, error: PipelineError) -> None:
         log.warning("job %s chunk %d retried after %s", record.id, record.chunks_done, error.code,
-                    extra={"job_id": record.id, "code": error.code})
+                    extra={"pose_job_id": record.id, "code": error.code})
 
     def queue_changed(self, queued: int, running: int) -> None:
         pass
@@ -250,7 +250,7 @@ class JobRunner:
                 if job_id in self._tasks or len(self._tasks) >= self.settings.max_running + self.settings.max_queued:
                     continue
                 if self.store.claim(job_id, self.owner, self.settings.lease_s, steal=True):
-                    log.warning("job %s adopted after its runner stopped", job_id, extra={"job_id": job_id})
+                    log.warning("job %s adopted after its runner stopped", job_id, extra={"pose_job_id": job_id})
                     self._spawn(job_id)
             self.store.expire(time.time())
             await asyncio.sleep(max(1.0, self.settings.lease_s / 3))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import threading
+import traceback
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -56,7 +57,10 @@ class MemoryGuard:
         thread.start()
         try:
             yield
-        except _LimitExceeded:
+        except _LimitExceeded as exc:
+            # The traceback holds the interrupted frames and, through their locals, the memory
+            # they allocated; the error raised below would keep them alive as its context.
+            traceback.clear_frames(exc.__traceback__)
             gc.collect()
             raise HostOutOfMemory(
                 f"the tracking replica used {peak[0] / 2**20:.0f} MiB, over its limit of "

@@ -223,8 +223,10 @@ class LocalJobStore(JobStore):
                 "UPDATE jobs SET chunks_done = ?, frames_done = frames_done + ?, cursor = ?, decoded_all = ?, "
                 "updated_at = ? WHERE id = ? AND chunks_done = ?",
                 [chunk_index + 1, frames, json.dumps(cursor), is_last, time.time(), job_id, chunk_index])
-        for old in directory.glob("state-*"):  # keep only the newest checkpoint
-            if old.name < f"state-{chunk_index + 1:06d}":
+        # Keep the newest checkpoint and the one before this chunk: a retry of this chunk
+        # (its commit done, but the reply lost) starts again from the latter.
+        for old in directory.glob("state-*"):
+            if old.name < f"state-{chunk_index:06d}":
                 old.unlink(missing_ok=True)
         return self.get(job_id)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 from pathlib import Path
 
 import av
@@ -71,7 +72,8 @@ class Scene:
 class GroundTruth:
     figure_id: int
     box: np.ndarray  # (4,) float32 x1, y1, x2, y2 in frame pixels, clipped to the frame
-    #: Fraction of the figure's box inside the frame (1.0 unless it is entering or leaving).
+    #: Fraction of the figure's box inside the frame (1.0 unless it is entering or leaving;
+    #: being hidden behind another figure does not count).
     visible_fraction: float
 
 
@@ -80,15 +82,19 @@ class Renderer:
 
     def __init__(self, scene: Scene) -> None:
         self.scene = scene
-        rng = np.random.default_rng(scene.seed)
-        background = _background(scene.width, scene.height, rng)
-        self._noisy_backgrounds = _with_noise(background, scene.noise, _NOISE_FRAMES, rng)
         self._paths = [_path_arrays(figure.path) for figure in scene.figures]
         self._sizes = [_figure_size(figure, scene.height) for figure in scene.figures]
         self._sprites = [
             [_sprite(figure, w, h, phase) for phase in range(_WALK_PHASES)]
             for figure, (w, h) in zip(scene.figures, self._sizes)
         ]
+
+    @cached_property
+    def _noisy_backgrounds(self) -> np.ndarray:
+        """(_NOISE_FRAMES, H, W, 3) uint8; made on first use (ground truth needs none)."""
+        rng = np.random.default_rng(self.scene.seed)
+        background = _background(self.scene.width, self.scene.height, rng)
+        return _with_noise(background, self.scene.noise, _NOISE_FRAMES, rng)
 
     def render(self, frame_index: int) -> np.ndarray:
         """Frame ``frame_index`` as an (H, W, 3) uint8 RGB array."""

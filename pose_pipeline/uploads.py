@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator
 
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from .errors import EmptyUpload, FileTooLarge, InvalidRequest, UnsupportedMediaType
 
@@ -155,6 +155,9 @@ async def _receive_multipart(body: AsyncIterator[bytes], boundary: bytes, dest: 
             except Exception as exc:  # the parser's own errors: the body is not valid multipart
                 raise InvalidRequest(f"malformed multipart body: {exc}") from None
         parser.finalize()
+        if parser.state != MultipartState.END:  # finalize() itself does not check
+            raise InvalidRequest("malformed multipart body: it ends before its closing boundary "
+                                 "(the upload was cut short)")
     finally:
         sink.close()
     if sink.filename is None:

@@ -1,10 +1,10 @@
 """Probing and chunked decoding of videos with PyAV (FFmpeg).
 
-``probe`` reads the container header and decodes the first frame, so that a file that
-cannot be processed is refused before any work is queued. ``ChunkDecoder`` turns the
-video into chunks of RGB frames whose size comes from a byte budget, never from the
-video's length. A chunk carries a ``DecodeCursor``: a decoder opened at a cursor, in any
-process, produces exactly the frames that would have followed it.
+``probe`` reads the container header, the first frame and the timestamps of the first
+packets, so that a file that cannot be processed is refused before any work is queued.
+``ChunkDecoder`` turns the video into chunks of RGB frames whose size comes from a byte
+budget, never from the video's length. A chunk carries a ``DecodeCursor``: a decoder opened
+at a cursor, in any process, produces exactly the frames that would have followed it.
 
 Damaged data raises ``CorruptVideo`` with the ``frame`` and ``time_s`` of the first bad
 spot. Frames before the damage are NOT kept: the whole decode fails, because a silently
@@ -13,16 +13,19 @@ before the damage. What counts as damage:
 
 - a file cut short: an MP4/MOV index or a Matroska/WebM header that points past the end
   of the file (found by ``probe``), a packet the demuxer marks as cut short, and a stream
-  that ends before its header says it should;
+  that ends before its header says it should (also how Matroska shows damage: its demuxer
+  skips what it cannot parse, silently);
 - anything the demuxer or decoder reports as an error. The decoder runs with
-  ``err_detect=crccheck+careful+explode``: FFmpeg otherwise conceals broken frames and
-  carries on (only logging, and PyAV keeps FFmpeg's log off). ``careful`` rather than
-  ``aggressive``: FFmpeg documents it as checks "not seen in the wild" on clean files;
+  ``err_detect=crccheck+careful+explode``: by default FFmpeg conceals broken frames and
+  carries on, only logging (and PyAV keeps FFmpeg's log off). ``careful``, not
+  ``aggressive``: FFmpeg describes its checks as never seen failing on files in the wild;
 - a frame the decoder flags as corrupt (it concealed an error).
 
-Not every damage is visible: H.264 CABAC, HEVC and VP9 have no checksums, and random bytes
-inside a frame often decode to wrong pixels without any error. Measured on small test
-files with 64 bytes overwritten: about 60% of H.264 and few HEVC/VP9 cases are caught.
+Not all damage is visible: H.264 with CABAC, HEVC and VP9 carry no checksums, and random
+bytes inside a frame often decode to wrong pixels without any error. With 64 random bytes
+written into small test files, about 60% of the H.264 cases, all MPEG-4 Part 2 cases, and
+almost no HEVC or VP9 cases were caught; larger damage (4 KiB) usually breaks frame
+boundaries, and that was caught every time in the tests.
 """
 
 from __future__ import annotations
@@ -44,15 +47,17 @@ from .schema import VideoInfo
 
 # Decoder strictness: report errors instead of concealing them (see the module docstring).
 _DECODER_OPTIONS = {"err_detect": "crccheck+careful+explode"}
-# A stream that ends this many frames before its header says counts as cut short; decoders
-# may legitimately drop a frame or two (e.g. leading pictures of an open GOP).
+# A stream that ends more frames than this before its header says counts as cut short;
+# decoders may legitimately drop a frame or two (e.g. leading pictures of an open GOP).
 _MISSING_FRAMES_TOLERANCE = 2
-# Extra slack, in seconds, when the expected end is only known roughly: from the container
-# (its audio may outlast the video) or for a variable frame rate (the last frame may last long).
+# Extra slack, in seconds, when the expected end is only known from the container: its
+# audio may outlast the video.
 _ROUGH_END_TOLERANCE_S = 0.5
 # Decode order differs from presentation order by at most this many packets (H.264/HEVC
 # allow 16 reordered frames).
 _REORDER_WINDOW = 32
+# Packets whose timestamps probe reads to measure the frame rate.
+_PROBE_PACKETS = 300
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,8 @@ class VideoProbe:
     fps: float
     variable_fps: bool
     frame_count: int
-    #: Whether ``frame_count`` comes from the container's index (else it is duration x fps).
+    #: Whether ``frame_count`` is a count: from the container's index (MP4/MOV), or of every
+    #: packet when the file is short enough to read them all; else it is duration x fps.
     frame_count_exact: bool
     duration_s: float
     has_audio: bool
@@ -186,15 +192,20 @@ def probe(path: str | os.PathLike, limits: Limits | None = None) -> VideoProbe:
         if limits is not None and codec not in limits.allowed_codecs:
             raise UnsupportedCodec(f"video codec {codec!r} is not supported; re-encode the video to one of: "
                                    f"{', '.join(limits.allowed_codecs)}", codec=codec)
-        first = _first_frame(container, stream)
-        fps, variable = _frame_rate(stream)
-        duration = _stream_duration(stream) or _container_duration(container, stream)
+        first, stamps, complete = _read_start(container, stream)
+        indexed = _indexed_frames(stream, head)
+        own_duration = _stream_duration(stream)  # the whole file's may include longer audio
+        duration = own_duration or _container_duration(container, stream)
+        fps, variable = _frame_rate(stream, stamps, complete, indexed, own_duration)
+        if indexed or complete:  # from the index, or all packets were read
+            frame_count, exact = indexed or len(stamps), True
+        else:
+            frame_count, exact = max(1, round(duration * fps)), False
         _check_not_cut_off(path, head, size, container, stream)
         result = VideoProbe(
             container=_container_name(container, head), codec=codec, width=first.width,
             height=first.height, rotation=(-round(first.rotation / 90) * 90) % 360, fps=fps,
-            variable_fps=variable, frame_count=stream.frames or max(1, round(duration * fps)),
-            frame_count_exact=bool(stream.frames), duration_s=duration,
+            variable_fps=variable, frame_count=frame_count, frame_count_exact=exact, duration_s=duration,
             has_audio=bool(container.streams.audio), file_size=size,
         )
     if limits is not None:
@@ -224,6 +235,12 @@ def _open(path: Path, head: bytes):
                         "upload an MP4, MOV, MKV or WebM video") from None
 
 
+def _indexed_frames(stream, head: bytes) -> int:
+    """The frame count of an MP4/MOV index, else 0. Other headers' counts are not frames:
+    AVI counts the empty chunks that stand for dropped frames, for one."""
+    return stream.frames if _is_iso_media(head) else 0
+
+
 def _video_stream(container):
     """The first video stream that is a real video, not a cover picture of an audio file."""
     for stream in container.streams.video:
@@ -242,24 +259,52 @@ def _container_name(container, head: bytes) -> str:
     return names[0]
 
 
-def _first_frame(container, stream) -> av.VideoFrame:
+def _read_start(container, stream) -> tuple[av.VideoFrame, list[int], bool]:
+    """(first frame, timestamps of the first packets, whether those are all the packets).
+
+    The timestamps show the real frame rate where the header has none or a nominal one
+    (Matroska/WebM state a "default duration" per frame, or nothing).
+    """
+    first, stamps = None, []
     try:
-        for frame in container.decode(stream):
-            return frame
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.size:
+                stamps.append(packet.pts)
+            if first is None:
+                first = next(iter(packet.decode()), None)
+            elif len(stamps) >= _PROBE_PACKETS:
+                return first, stamps, False
     except av.error.FFmpegError as exc:
-        raise CorruptVideo(f"the first frame cannot be decoded ({exc.strerror}); the file is damaged",
-                           frame=0, time_s=0.0) from None
-    raise CorruptVideo("the video stream holds no decodable frame; the file is damaged", frame=0, time_s=0.0)
+        if first is None:
+            raise CorruptVideo(f"the first frame cannot be decoded ({exc.strerror}); the file is damaged",
+                               frame=0, time_s=0.0) from None
+        return first, stamps, False  # damage further on is the decoder's to report, with its place
+    if first is None:
+        raise CorruptVideo("the video stream holds no decodable frame; the file is damaged", frame=0, time_s=0.0)
+    return first, stamps, True
 
 
-def _frame_rate(stream) -> tuple[float, bool]:
-    average = stream.average_rate or stream.guessed_rate or stream.base_rate
-    if not average:
+def _frame_rate(stream, stamps: list[int], complete: bool, indexed: int, duration: float | None
+                ) -> tuple[float, bool]:
+    """(average fps, whether the frame rate varies), from the header and packet timestamps."""
+    if stamps and not complete:  # frames still to come may fall between the last ones read (reordering)
+        stamps = [pts for pts in stamps if pts < min(stamps[-_REORDER_WINDOW:])]
+    intervals = np.diff(np.unique(stamps)) * float(stream.time_base)
+    # Timestamps are rounded to the time base (Matroska: 1 ms): allow that, and 10% jitter.
+    variable = len(intervals) > 1 and \
+        intervals.max() - intervals.min() > 0.1 * np.median(intervals) + 2 * float(stream.time_base)
+    declared = float(stream.average_rate or stream.guessed_rate or stream.base_rate or 0)
+    if complete and duration:  # frames / duration, as FFmpeg averages an MP4/MOV index
+        measured = len(stamps) / duration
+    else:
+        measured = len(intervals) / float(intervals.sum()) if len(intervals) and intervals.sum() > 0 else 0.0
+    # An MP4/MOV average comes from the index of every frame; a Matroska one is nominal, so
+    # trust it only where the timestamps agree (they are rounded, the nominal rate is not).
+    if measured and not indexed and abs(declared - measured) > 0.01 * measured:
+        return measured, bool(variable)
+    if not declared:
         raise CorruptVideo("the video stream declares no frame rate", frame=0, time_s=0.0)
-    # base_rate is FFmpeg's guess of the rate at which all timestamps fall on a grid.
-    base = stream.base_rate or average
-    variable = abs(float(average) - float(base)) > 0.01 * float(base)
-    return float(average), variable
+    return declared, bool(variable)
 
 
 def _stream_duration(stream) -> float | None:
@@ -342,7 +387,7 @@ def _last_packet(container, stream) -> tuple[int, float]:
     count, last = 0, 0
     container.seek(0)
     for packet in container.demux(stream):
-        if packet.pts is not None:
+        if packet.pts is not None and packet.size:
             count, last = count + 1, max(last, packet.pts)
     return max(0, count - 1), float((last - (stream.start_time or 0)) * stream.time_base)
 
@@ -385,6 +430,7 @@ class ChunkDecoder:
         self._frames: Iterator | None = None
         self._pending = None  # a frame read ahead to learn whether the chunk is the last one
         self._last_slot = cursor.last_slot  # fps sampling slot of the last frame selected
+        self._window_start = 0.0  # time of the first frame wanted
         self._done = False
 
     def __enter__(self) -> "ChunkDecoder":
@@ -469,8 +515,10 @@ class ChunkDecoder:
     def _open_container(self) -> None:
         if self._container is not None:
             self._container.close()
-        self._container = _open(Path(self.path), _read_head(Path(self.path)))
+        head = _read_head(Path(self.path))
+        self._container = _open(Path(self.path), head)
         stream = self._stream = _video_stream(self._container)
+        self._indexed = _indexed_frames(stream, head)
         stream.thread_type = "AUTO"  # frame and slice threads
         stream.codec_context.thread_count = self.options.threads
         stream.codec_context.options = dict(_DECODER_OPTIONS)
@@ -493,18 +541,19 @@ class ChunkDecoder:
             keep_from = seek_to = index = None
         try:
             yield from self._decode(keep_from, seek_to, index)
-        except _SeekOvershoot:
-            # The demuxer landed after the frame we need (a file without a good seek index):
-            # decode from the beginning and count frames instead.
+        except _SeekMissed:
+            # A file without a good seek index (MPEG-TS, raw streams): decode from the beginning
+            # and count frames instead.
             self._open_container()
             yield from self._decode(keep_from, None, None)
 
     def _count_frames_before(self, pts: int) -> int:
-        """How many frames precede ``pts``, counted on packets (demuxing only, no decoding)."""
+        """How many frames precede ``pts``, counted on packets: true source indices after a
+        seek, even at a variable frame rate. Reads the file up to ``pts`` but decodes nothing."""
         count, later = 0, 0
         for packet in self._container.demux(self._stream):
             timestamp = packet.pts if packet.pts is not None else packet.dts
-            if timestamp is None:
+            if timestamp is None or not packet.size:
                 continue
             if timestamp < pts:
                 count, later = count + 1, 0
@@ -522,63 +571,91 @@ class ChunkDecoder:
         """
         counting = seek_to is None
         index = 0 if counting else index
+        self._window_start = self._seconds(keep_from) if keep_from is not None else 0.0
         if not counting:
             self._container.seek(seek_to, stream=self._stream, backward=True)
         first = True
-        last_time = 0.0
+        last_time = None  # of the last frame delivered
+        data_end = None  # end of the last packet's display time, by the packets' own durations
         for packet in self._container.demux(self._stream):
+            if packet.pts is not None and packet.size:
+                data_end = max(data_end or 0, packet.pts + (packet.duration or 0))
             # Damage before the frames we keep was reported when they were first decoded, and a
             # decoder that starts at a seek point may complain about references it never saw.
             before = keep_from is not None and packet.pts is not None and packet.pts < keep_from
             try:
                 if packet.is_corrupt and not before:
-                    raise self._damage(index, packet.pts, last_time, "a packet is damaged or cut short")
+                    raise _Damaged("a packet is damaged or cut short")
                 frames = packet.decode()
-            except av.error.FFmpegError as exc:
+            except (av.error.FFmpegError, _Damaged) as exc:
                 if before:
                     continue
-                raise self._damage(index, packet.pts, last_time, exc.strerror) from None
+                if first and not counting:
+                    raise _SeekMissed from None  # perhaps not damage: the seek missed a keyframe
+                raise self._damage(index, last_time, getattr(exc, "strerror", None) or str(exc)) from None
             for frame in frames:
                 pts = frame.pts
-                if first and not counting and pts is not None and pts > seek_to:
-                    raise _SeekOvershoot
+                # A good seek starts decoding at a keyframe at or before the target; anything
+                # else may have skipped frames or lack their references.
+                if first and not counting and (pts is None or pts > seek_to or not frame.key_frame):
+                    raise _SeekMissed
                 first = False
                 if keep_from is not None and pts is not None and pts < keep_from:
                     index += counting
                     continue
                 time_s = self._seconds(pts) if pts is not None else index / self.video.fps
                 if frame.is_corrupt:
-                    raise self._damage(index, pts, time_s, "the decoder had to conceal errors")
+                    raise self._damage(index, None, "the decoder had to conceal errors", time_s)
                 last_time = time_s
                 yield frame, index, pts, time_s
                 index += 1
-        self._check_complete(index, last_time)
+        if first and not counting:
+            raise _SeekMissed  # no frame at all after the seek: it landed past the last keyframe
+        self._check_complete(index, last_time, None if data_end is None else self._seconds(data_end))
 
-    def _damage(self, index: int, pts: int | None, fallback_time: float, reason: str) -> CorruptVideo:
-        time_s = round(self._seconds(pts) if pts is not None else fallback_time, 6)
+    def _next_time(self, last_time: float | None) -> float:
+        """Time of the frame after the last one delivered (the window's start if none was)."""
+        return self._window_start if last_time is None else last_time + 1.0 / self.video.fps
+
+    def _damage(self, index: int, last_time: float | None, reason: str, time_s: float | None = None
+                ) -> CorruptVideo:
+        """The error for frame ``index``, the first one not delivered. With threads the decoder
+        reports damage some packets late, so its place is the frame after the last good one."""
+        time_s = round(self._next_time(last_time) if time_s is None else time_s, 6)
         return CorruptVideo(f"the video is damaged at frame {index} ({time_s:.3f} s): {reason}; "
                             f"upload it again, or set end_s to at most {time_s:.2f} to use what comes before",
                             frame=index, time_s=time_s)
 
-    def _check_complete(self, decoded: int, last_time: float) -> None:
-        """Raise if the stream ended clearly before its header says it should (a cut-off file)."""
-        video = self.video
-        if video.frame_count_exact:
-            if video.frame_count - decoded <= _MISSING_FRAMES_TOLERANCE:
+    def _check_complete(self, decoded: int, last_time: float | None, data_end: float | None) -> None:
+        """Raise if the stream ended clearly before its header says: the file is cut off, or the
+        demuxer skipped damaged data (Matroska does so silently).
+
+        ``data_end``: where the last packet read stops showing, by its own duration; the
+        header's duration is the same number when nothing is missing, even when the last
+        frame of a variable frame rate lasts long.
+        """
+        video, declared, end = self.video, self._indexed, self._next_time(last_time)
+        if declared:  # MP4/MOV: the index lists every frame
+            if declared - decoded <= _MISSING_FRAMES_TOLERANCE:
                 return
-        else:
-            exact_duration = _stream_duration(self._stream) is not None and not video.variable_fps
-            tolerance = _MISSING_FRAMES_TOLERANCE / video.fps + (0 if exact_duration else _ROUGH_END_TOLERANCE_S)
-            if not video.duration_s or last_time + 1.0 / video.fps >= video.duration_s - tolerance:
+            expected = f"{declared} frames"
+        else:  # only a duration: the stream's own, or the whole file's (its audio may outlast it)
+            rough = _stream_duration(self._stream) is None
+            tolerance = _MISSING_FRAMES_TOLERANCE / video.fps + (_ROUGH_END_TOLERANCE_S if rough else 0.0)
+            if not video.duration_s or max(end, data_end or 0) >= video.duration_s - tolerance:
                 return
-        raise CorruptVideo(
-            f"the video stream ends at frame {decoded} ({last_time:.3f} s) although its header declares "
-            f"{video.frame_count} frames and {video.duration_s:.3f} s; the file was probably cut off or "
-            "damaged: upload it again", frame=decoded, time_s=round(last_time, 6))
+            expected = f"{video.duration_s:.3f} s"
+        raise CorruptVideo(f"the video stream ends at frame {decoded} ({end:.3f} s) although its header "
+                           f"declares {expected}; the file is cut off or damaged: upload it again",
+                           frame=decoded, time_s=round(end, 6))
 
 
-class _SeekOvershoot(Exception):
-    pass
+class _Damaged(Exception):
+    """The demuxer flagged a packet as damaged."""
+
+
+class _SeekMissed(Exception):
+    """A seek did not land on a keyframe at or before its target."""
 
 
 def decode_chunks(path: str | os.PathLike, video: VideoProbe, options: DecodeOptions,

@@ -38,6 +38,13 @@ def index_image(i: int, width: int, height: int) -> np.ndarray:
     return np.repeat(cells[rows][:, cols][:, :, None], 3, axis=2)
 
 
+def noisy_index_image(i: int, width: int, height: int) -> np.ndarray:
+    """``index_image`` under per-frame noise: compresses like camera footage (large frames),
+    so that damage to the file lands inside frame data; ``read_index`` still reads it."""
+    noise = np.random.default_rng(i).integers(0, 64, (height, width, 1), dtype=np.uint8)
+    return index_image(i, width, height) // 4 * 3 + noise
+
+
 def read_index(image: np.ndarray) -> int:
     """The index ``index_image`` drew, read from the centre of each cell (survives resizing)."""
     height, width = image.shape[:2]
@@ -50,7 +57,7 @@ def read_index(image: np.ndarray) -> int:
 
 
 def write_video(path: str | os.PathLike, *, codec: str = "libx264", size: tuple[int, int] = (64, 48),
-                fps: int = 30, frames: int = 30, rotation: int = 0,
+                fps: int = 30, frames: int = 30, gop: int | None = None, rotation: int = 0,
                 times: Sequence[float] | None = None, pix_fmt: str | None = None,
                 audio: bool = False, options: dict | None = None,
                 container_options: dict | None = None,
@@ -58,9 +65,11 @@ def write_video(path: str | os.PathLike, *, codec: str = "libx264", size: tuple[
     """Write a video and return its path.
 
     ``times``: presentation time in seconds of each frame (variable frame rate); by default
-    frame i is at i / fps. ``rotation``: display rotation in degrees as FFmpeg stores it
-    (counter-clockwise; a phone held upright writes -90). ``draw(i)`` returns frame i as an
-    (height, width, 3) uint8 array; the default draws ``index_image(i)``.
+    frame i is at i / fps. ``gop``: at most this many frames between keyframes.
+    ``rotation``: display rotation in degrees as FFmpeg stores it (counter-clockwise; a phone
+    held upright writes -90). ``draw(i)`` returns frame i as an (height, width, 3) uint8
+    array; the default draws ``index_image(i)``. ``options``: encoder options;
+    ``container_options``: muxer options, e.g. ``{"movflags": "faststart"}``.
     """
     width, height = size
     draw = draw or (lambda i: index_image(i, width, height))
@@ -70,6 +79,8 @@ def write_video(path: str | os.PathLike, *, codec: str = "libx264", size: tuple[
         stream.width, stream.height = width, height
         stream.pix_fmt = pix_fmt or _PIX_FMT.get(codec, "yuv420p")
         stream.codec_context.time_base = _TIME_BASE
+        if gop:
+            stream.codec_context.gop_size = gop
         if rotation:
             stream.set_display_rotation(rotation)
         sound = _add_audio(out, str(path)) if audio else None

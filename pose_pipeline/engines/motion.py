@@ -18,7 +18,8 @@ How it works, per frame, strictly in order (so that chunking never changes a res
    apart by their outline, an edge of the background model but not of the frame, and
    absorbed at once. A pixel that stays foreground for ``absorb_frames`` frames in a row
    is absorbed too: a person standing perfectly still that long vanishes. When more than
-   ``reset_fraction`` of the frame changes (a cut), the background restarts.
+   ``reset_fraction`` of the frame changes (a cut), the background restarts and all
+   tracks end.
 2. Candidates. Connected blobs of the mask (``scipy.ndimage.label``) larger than
    ``min_area`` (a fraction of the frame) are detections; the score is the blob's fill
    ratio (pixels / box area). Only blobs with a person-like height/width in
@@ -175,6 +176,8 @@ class Detections:
     boxes: np.ndarray  # (M, 4) float64 xyxy, in frame pixels
     scores: np.ndarray  # (M,) float64 fill ratio in (0, 1]
     person_like: np.ndarray  # (M,) bool: aspect ratio allows starting a track
+    #: The picture changed as a whole (a cut): the background restarted, nothing detected.
+    new_shot: bool = False
 
 
 def shrink_factor(frame_width: int, frame_height: int, work_side: int | None) -> int:
@@ -243,7 +246,7 @@ class ForegroundModel:
         mask = self._foreground_mask(small)
         if mask.mean() > self.options.reset_fraction:  # a cut or a camera move: start afresh
             self._reset(small)
-            return Detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=bool))
+            return Detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=bool), new_shot=True)
         labels, _ = ndimage.label(mask)
         detections, ghosts = self._blobs(small, labels)
         self._learn(small, mask, ghosts, labels)
@@ -336,6 +339,7 @@ _F = np.eye(6)
 _F[0, 4] = _F[1, 5] = 1.0
 _H = np.eye(4, 6)
 _POSITION_STD = 1.0 / 20
+_SIZE_JUMP = 0.3  # relative change of width or height that is a blob splitting or joining
 _VELOCITY_STD = 1.0 / 160
 
 
@@ -408,6 +412,8 @@ class Tracker:
         self.next_id = next_id
 
     def step(self, frame_index: int, detections: Detections) -> StepResult:
+        if detections.new_shot:  # positions before a cut say nothing about those after it
+            self.tracks = []
         boxes = detections.boxes
         for track in self.tracks:
             track.x, track.p = kalman_predict(track.x, track.p)
@@ -475,7 +481,14 @@ class Tracker:
 
     def _hit(self, track: Track, frame_index: int, box: np.ndarray, score: float) -> list[tuple[int, Person]]:
         """Update a matched track; returns the back-fill if this hit confirms it."""
-        track.x, track.p = kalman_update(track.x, track.p, box)
+        size = box_to_measurement(box)[2:]
+        if np.any(np.abs(size - track.x[2:4]) > _SIZE_JUMP * track.x[2:4]) and not self._at_border(box):
+            # The blob split from or joined something: its centre jumped, and the velocity
+            # learnt so far is that of another blob. Start the motion model afresh. (At the
+            # border, boxes shrink and grow fast because people leave and enter.)
+            track.x, track.p = kalman_initiate(box)
+        else:
+            track.x, track.p = kalman_update(track.x, track.p, box)
         track.hits += 1
         track.misses = 0
         track.score = score
@@ -483,6 +496,10 @@ class Tracker:
             return []
         track.held.append((frame_index, box, score))
         return self._confirm(track) if track.hits >= self.options.n_init else []
+
+    def _at_border(self, box: np.ndarray) -> bool:
+        margin = 0.01 * self.frame[2:]
+        return bool(np.any(box[:2] <= margin) or np.any(box[2:] >= self.frame[2:] - margin))
 
     def _start(self, frame_index: int, box: np.ndarray, score: float) -> Track:
         x, p = kalman_initiate(box)

@@ -1,0 +1,43 @@
+"""Shared helpers of test_results, test_jobs, test_uploads and test_cli: small real videos,
+settings with small chunks, and result documents to compare. Plain functions, no fixtures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pose_pipeline import synthetic
+from pose_pipeline.config import Settings
+from pose_pipeline.engines.motion import MotionEngine
+from pose_pipeline.pipeline import JobOptions, track_file
+from pose_pipeline.serialize import ResultFiles
+
+#: Small demo videos: three people walking to and fro; the motion engine finds several tracks.
+DEMO_SIZE = (240, 136)
+DEMO_SECONDS = 2.0
+#: Frames per chunk in ``small_settings``: a 2 s demo video makes 6 chunks.
+CHUNK_FRAMES = 10
+
+
+def demo_video(path: Path, seconds: float = DEMO_SECONDS, size: tuple[int, int] = DEMO_SIZE) -> Path:
+    return synthetic.write_video(path, synthetic.demo_scene(duration_s=seconds, size=size))
+
+
+def small_settings(chunk_frames: int = CHUNK_FRAMES, size: tuple[int, int] = DEMO_SIZE, **sections) -> Settings:
+    """Settings whose chunks hold ``chunk_frames`` frames of ``size``; ``sections`` override
+    whole sections, e.g. ``jobs={"max_chunk_retries": 1}``."""
+    width, height = size
+    return Settings.from_dict({"decode": {"chunk_bytes": chunk_frames * width * height * 3}, **sections})
+
+
+def reference_result(video: Path, out_dir: Path, settings: Settings, options: JobOptions,
+                     fmt: str = "json") -> Path:
+    """The offline pipeline's result file (``pipeline.track_file``) for the video."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = ResultFiles(out_dir, [fmt], stem="reference")
+    track_file(video, MotionEngine(), settings, options, files)
+    return files.paths[fmt]
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())

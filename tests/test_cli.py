@@ -1,0 +1,143 @@
+"""The ``pose-pipeline`` command run as a user runs it (``python -m pose_pipeline.cli`` in a
+subprocess), and the configuration it reads: ``Settings.load`` and ``JobOptions.parse``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import load_json
+from pose_pipeline.config import Settings
+from pose_pipeline.errors import InvalidOption
+from pose_pipeline.pipeline import JobOptions
+from pose_pipeline.serialize import read_result
+
+WIDTH, HEIGHT, SECONDS, FPS = 240, 136, 2, 30
+
+
+def cli(*args: str | Path, env: dict[str, str] | None = None, code: int = 0) -> subprocess.CompletedProcess:
+    """Run the command; assert its exit status. Settings come only from ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("POSE_PIPELINE_")}
+    done = subprocess.run([sys.executable, "-m", "pose_pipeline.cli", *map(str, args)], capture_output=True,
+                          text=True, env={**clean, **(env or {})}, timeout=120)
+    assert done.returncode == code, done.stderr
+    return done
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "demo.mp4"
+    done = cli("demo-video", path, "--seconds", SECONDS, "--size", f"{WIDTH}x{HEIGHT}", "--fps", FPS)
+    assert path.stat().st_size > 0 and "demo.mp4" in done.stderr
+    return path
+
+
+def test_probe_prints_the_video_as_json(video):
+    info = json.loads(cli("probe", video).stdout)
+    assert (info["container"], info["codec"]) == ("mp4", "h264")
+    assert (info["width"], info["height"], info["rotation"]) == (WIDTH, HEIGHT, 0)
+    assert (info["fps"], info["frame_count"], info["duration_s"]) == (FPS, SECONDS * FPS, SECONDS)
+
+
+def test_track_to_json(video, tmp_path):
+    out = tmp_path / "results" / "walk.json"
+    done = cli("track", video, "-o", out, env={"POSE_PIPELINE_DECODE__MAX_SIDE": "200"})
+    result = read_result(out)
+    assert result.header.schema_version == "1" and result.header.engine.name == "motion"
+    assert len(result.frames) == SECONDS * FPS and result.tracks
+    assert f"{len(result.tracks)} tracks" in done.stderr
+    processing = result.header.processing
+    assert (processing.max_side, processing.frame_width) == (200, 200)  # from the environment
+    assert load_json(out)["tracks"] == [t.to_dict() for t in result.tracks]
+    assert [p.name for p in out.parent.iterdir()] == ["walk.json"]
+
+
+def test_track_to_npz_with_options(video, tmp_path):
+    out = tmp_path / "walk.npz"
+    cli("track", video, "-o", out, "--fps", "10", "--max-side", "160")
+    result = read_result(out)
+    processing = result.header.processing
+    assert (processing.fps, processing.max_side) == (10, 160)
+    assert (processing.frame_width, processing.frame_height) == (160, 91)
+    assert len(result.frames) == SECONDS * 10 and result.tracks
+    assert result.header.video.width == WIDTH  # boxes stay in source pixels
+    assert max(float(p.bbox[2]) for f in result.frames for p in f.people) > 160
+
+
+BAD_INPUTS = {  # id: (command, file content or None for no file, extra arguments, error code)
+    "text-track": ("track", b"just some text\n", [], "not_a_media_file"),
+    "empty-probe": ("probe", b"", [], "empty_file"),
+    "missing-track": ("track", None, [], "not_found"),
+    "missing-probe": ("probe", None, [], "not_found"),
+    "bad-option": ("track", "video", ["--fps", "-3"], "invalid_option"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_gives_one_error_line_and_status_2(video, tmp_path, case):
+    command, content, extra, code = BAD_INPUTS[case]
+    path = video if content == "video" else tmp_path / "clip.mp4"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    out = tmp_path / "out.json"
+    done = cli(command, path, *(["-o", out] if command == "track" else []), *extra, code=2)
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {code}: "), done.stderr
+    assert not out.exists() and done.stdout == ""
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+def test_settings_precedence_defaults_yaml_environment(tmp_path):
+    config = tmp_path / "settings.yaml"
+    config.write_text("decode:\n  max_side: 720\n  fps: 12.5\njobs:\n  max_running: 2\n")
+    env = {"POSE_PIPELINE_DECODE__MAX_SIDE": "480", "POSE_PIPELINE_LIMITS__ALLOWED_CODECS": "[h264, vp9]",
+           "POSE_PIPELINE_UNRELATED": "ignored"}
+    settings = Settings.load(config, env=env)
+    assert settings.decode.max_side == 480  # environment over YAML
+    assert settings.decode.fps == 12.5 and settings.jobs.max_running == 2  # YAML over defaults
+    assert settings.limits.allowed_codecs == ("h264", "vp9")  # values are YAML scalars
+    assert settings.jobs.max_queued == Settings().jobs.max_queued  # untouched: the default
+    assert Settings.load(env={"POSE_PIPELINE_CONFIG": str(config)}).decode.max_side == 720
+    assert Settings.load(env={}) == Settings()
+
+
+@pytest.mark.parametrize("yaml_text, env", [
+    ("decode:\n  max_sid: 720\n", {}),
+    ("colour: blue\n", {}),
+    ("", {"POSE_PIPELINE_JOBS__MAX_RUNING": "3"}),
+    ("", {"POSE_PIPELINE_NOSECTION__FIELD": "3"}),
+    ("jobs:\n  max_running: many\n", {}),
+], ids=["unknown-field", "unknown-section", "unknown-env-field", "unknown-env-section", "bad-value"])
+def test_settings_reject_unknown_keys_and_bad_values(tmp_path, yaml_text, env):
+    config = tmp_path / "settings.yaml"
+    config.write_text(yaml_text)
+    with pytest.raises(InvalidOption, match="invalid configuration"):
+        Settings.load(config, env=env)
+
+
+def test_job_options_parse():
+    options = JobOptions.parse({"fps": "10", "max_side": 320, "formats": "npz, json"})
+    assert (options.fps, options.max_side, options.formats) == (10.0, 320, ("npz", "json"))
+    assert JobOptions.parse({}) == JobOptions()
+
+
+@pytest.mark.parametrize("values, fields", [
+    ({"colour": "blue"}, ["colour"]),
+    ({"fps": 0}, ["fps"]),
+    ({"fps": "fast", "max_side": 8}, ["fps", "max_side"]),
+    ({"formats": "json,xml"}, ["formats"]),
+    ({"start_s": -1, "end_s": 0}, ["end_s", "start_s"]),
+])
+def test_job_options_reject_bad_values_naming_the_fields(values, fields):
+    with pytest.raises(InvalidOption) as info:
+        JobOptions.parse(values)
+    assert info.value.details["fields"] == fields
+    assert all(name in info.value.message for name in fields)

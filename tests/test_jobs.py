@@ -1,0 +1,378 @@
+"""The job store and the job runner, in one process: a real SQLite store in a tmp folder, the
+real stages (decode with PyAV, the motion engine, aggregation) over a real generated video.
+
+Failures are injected by ``ScriptedStages``, a ``jobs.Stages`` that wraps the real stages and
+raises or sleeps at one chunk; the code under test (runner, store, stages) is not replaced.
+Every successful job is compared with ``pipeline.track_file`` on the same video and options.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import demo_video, load_json, reference_result, small_settings
+from pose_pipeline.config import FaultSpec, JobSettings
+from pose_pipeline.engines.motion import MotionEngine
+from pose_pipeline.errors import (CorruptVideo, GpuOutOfMemory, HostOutOfMemory, JobNotFound, Overloaded,
+                                  WorkerDied)
+from pose_pipeline.faults import FaultInjector
+from pose_pipeline.jobs import ChunkReceipt, ChunkTask, JobRunner
+from pose_pipeline.memguard import MemoryGuard
+from pose_pipeline.pipeline import JobOptions, decode_options, expected_frames, video_spec
+from pose_pipeline.stages import AggregationStage, DecodeStage, LocalStages, TrackingStage
+from pose_pipeline.store import JobRecord, JobState, LocalJobStore, new_job_id
+from pose_pipeline.video import ChunkDecoder, probe
+
+SETTINGS = small_settings()
+OPTIONS = JobOptions(formats=("json",))
+CHUNKS = 6  # the 2 s demo video at 30 fps in chunks of CHUNK_FRAMES
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    return demo_video(tmp_path_factory.mktemp("video") / "walk.mp4")
+
+
+@pytest.fixture(scope="module")
+def reference(video, tmp_path_factory) -> dict:
+    """The offline pipeline's JSON result for the video, as a document."""
+    return load_json(reference_result(video, tmp_path_factory.mktemp("reference"), SETTINGS, OPTIONS))
+
+
+@pytest.fixture
+def store(tmp_path) -> LocalJobStore:
+    return LocalJobStore(tmp_path / "store")
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def new_job(store: LocalJobStore, video: Path, options: JobOptions = OPTIONS) -> JobRecord:
+    """A queued job for a copy of ``video``, created as the ingress creates one."""
+    upload = store.new_upload_path()
+    shutil.copyfile(video, upload)
+    probed = probe(upload, SETTINGS.limits)
+    decoding = decode_options(SETTINGS, options)
+    now = time.time()
+    record = JobRecord(id=new_job_id(), state=JobState.queued, created_at=now, updated_at=now,
+                       filename=video.name, options=options.model_dump(mode="json"), video=probed.to_dict(),
+                       frames_total=expected_frames(probed, decoding), engine="motion",
+                       decoding=asdict(decoding))
+    return store.create(record, upload)
+
+
+def local_stages(store: LocalJobStore, faults: FaultInjector | None = None) -> LocalStages:
+    """The three real stages in this process, as a fresh replica would have them."""
+    return LocalStages(DecodeStage(store), TrackingStage(MotionEngine(), store, faults=faults),
+                       AggregationStage(store))
+
+
+class ScriptedStages:
+    """Real stages, with ``error()`` raised ``times`` times at chunk ``at`` (before the
+    chunk is processed, or after it was committed: the reply lost on the way back), and/or
+    ``sleep_s`` spent there first. Records the chunk index of every call."""
+
+    def __init__(self, inner: LocalStages, at: int | None = None, error=None, times: int = 0,
+                 after_commit: bool = False, sleep_s: float = 0.0) -> None:
+        self.inner, self.at, self.error, self.times = inner, at, error, times
+        self.after_commit, self.sleep_s = after_commit, sleep_s
+        self.calls: list[int] = []
+        self.reached = asyncio.Event()
+
+    async def run_chunk(self, task: ChunkTask) -> ChunkReceipt:
+        self.calls.append(task.chunk_index)
+        scripted = task.chunk_index == self.at
+        if scripted:
+            self.reached.set()
+            await asyncio.sleep(self.sleep_s)
+        failing = scripted and self.calls.count(self.at) <= self.times
+        if failing and not self.after_commit:
+            raise self.error(f"injected at chunk {task.chunk_index}")
+        receipt = await self.inner.run_chunk(task)
+        if failing:
+            raise self.error(f"injected after committing chunk {task.chunk_index}")
+        return receipt
+
+    async def finalize(self, job_id: str) -> dict[str, int]:
+        return await self.inner.finalize(job_id)
+
+
+def job_settings(**changes) -> JobSettings:
+    return JobSettings(**{"max_chunk_retries": 2, "lease_s": 30.0, **changes})
+
+
+def run_job(store: LocalJobStore, stages, record: JobRecord, **settings) -> JobRecord:
+    """Submit the job to a new runner and return its final record."""
+    async def main() -> JobRecord:
+        runner = JobRunner(store, stages, job_settings(**settings), owner="runner-test")
+        runner.submit(record)
+        return await runner.wait(record.id)
+    return asyncio.run(main())
+
+
+def assert_succeeded_with(store: LocalJobStore, record: JobRecord, reference: dict) -> None:
+    assert (record.state, record.error) == (JobState.succeeded, None)
+    assert (record.chunks_done, record.frames_done, record.decoded_all) == (CHUNKS, 60, True)
+    path = store.result_path(record.id, "json")
+    assert load_json(path) == reference
+    assert record.results == {"json": path.stat().st_size}
+    job_dir = store.result_dir(record.id)
+    assert sorted(p.name for p in job_dir.iterdir()) == ["result.json"]  # work files discarded
+
+
+def assert_failed(store: LocalJobStore, record: JobRecord, code: str, **details) -> None:
+    assert record.state is JobState.failed
+    assert record.error["code"] == code
+    assert {k: record.error[k] for k in details} == details
+    assert not store.result_dir(record.id).exists()
+
+
+# --- store -------------------------------------------------------------------------------------
+
+
+def test_store_create_get_update(store, video):
+    record = new_job(store, video)
+    assert store.get(record.id) == record
+    assert list(store.spool.iterdir()) == []  # the upload was moved into the job's folder
+    assert store.upload_path(record.id).read_bytes() == video.read_bytes()
+    updated = store.update(record.id, stage="tracking", error={"code": "x"}, state=JobState.running)
+    assert (updated.stage, updated.error, updated.state) == ("tracking", {"code": "x"}, JobState.running)
+    assert updated.updated_at >= record.updated_at and store.get(record.id) == updated
+    with pytest.raises(JobNotFound):
+        store.get(new_job_id())
+    with pytest.raises(JobNotFound):
+        store.update(new_job_id(), stage="x")
+
+
+@pytest.mark.parametrize("job_id", ["../jobs", "a/b", "..", "x.y", ""])
+def test_store_refuses_ids_that_are_not_alphanumeric(store, job_id):
+    for call in (store.upload_path, store.result_dir, store.discard_work_files):
+        with pytest.raises(JobNotFound):
+            call(job_id)
+    with pytest.raises(JobNotFound):
+        store.result_path(job_id, "json")
+
+
+def test_commit_chunk_is_idempotent_and_keeps_the_checkpoint_a_retry_needs(store, video):
+    job = new_job(store, video).id
+    cursor = {"next_chunk": 1}
+    first = store.commit_chunk(job, 0, b"out-0", b"state-1", cursor, frames=10, is_last=False)
+    again = store.commit_chunk(job, 0, b"out-0", b"state-1", cursor, frames=10, is_last=False)
+    assert (first.chunks_done, first.frames_done, first.cursor) == (1, 10, cursor)
+    assert (again.chunks_done, again.frames_done) == (1, 10)
+    assert store.load_state(job, 0) is None and store.load_state(job, 1) == b"state-1"
+    done = store.commit_chunk(job, 1, b"out-1", b"state-2", {"next_chunk": 2}, frames=5, is_last=True)
+    assert (done.chunks_done, done.frames_done, done.decoded_all) == (2, 15, True)
+    assert list(store.chunk_outputs(job)) == [b"out-0", b"out-1"]
+    assert store.load_state(job, 2) == b"state-2"
+    # Chunk 1 retried after its reply was lost: it starts again from state 1.
+    assert store.load_state(job, 1) == b"state-1"
+    assert store.commit_chunk(job, 1, b"out-1", b"state-2", {"next_chunk": 2}, 5, True).frames_done == 15
+
+
+def test_claim_steal_and_orphans(store, video):
+    job = new_job(store, video).id
+    assert store.claim(job, "a", 30)
+    assert store.claim(job, "a", 30)  # renewal
+    assert not store.claim(job, "b", 30)
+    assert not store.claim(job, "b", 30, steal=True)
+    assert store.orphans(time.time()) == []
+    store.update(job, lease_until=time.time() - 1)  # a's runner died
+    assert store.orphans(time.time()) == [job]
+    assert store.claim(job, "b", 30, steal=True)
+    assert not store.claim(job, "a", 30)
+    assert store.get(job).owner == "b"
+    store.update(job, state=JobState.succeeded, lease_until=0.0)
+    assert store.orphans(time.time()) == []
+    assert not store.claim(job, "b", 30)  # finished jobs are nobody's
+
+
+def test_discard_work_files_and_expire(store, video):
+    kept, gone = new_job(store, video).id, new_job(store, video).id
+    for job in (kept, gone):
+        store.commit_chunk(job, 0, b"out", b"state", {}, 10, False)
+        store.result_path(job, "json").write_text("{}")
+        store.result_path(job, "npz").with_suffix(".npz.partial").write_bytes(b"half")
+    store.discard_work_files(kept)
+    assert sorted(p.name for p in store.result_dir(kept).iterdir()) == ["result.json"]
+    store.discard_work_files(gone, keep_results=False)
+    assert not store.result_dir(gone).exists()
+
+    now = time.time()
+    store.update(kept, expires_at=now - 1)
+    store.update(gone, expires_at=now + 3600)
+    assert store.expire(now) == [kept]
+    assert not store.result_dir(kept).exists()
+    with pytest.raises(JobNotFound):
+        store.get(kept)
+    assert store.get(gone).id == gone
+
+
+# --- runner ------------------------------------------------------------------------------------
+
+
+def test_job_result_equals_the_offline_pipeline(store, video, reference):
+    stages = ScriptedStages(local_stages(store))
+    record = run_job(store, stages, new_job(store, video))
+    assert_succeeded_with(store, record, reference)
+    assert stages.calls == list(range(CHUNKS))
+    assert record.started_at <= record.finished_at < record.expires_at and record.owner is None
+
+
+@pytest.mark.parametrize("after_commit", [False, True], ids=["before-commit", "reply-lost"])
+def test_retryable_failures_within_the_budget_give_the_same_result(store, video, reference, after_commit):
+    stages = ScriptedStages(local_stages(store), at=2, error=WorkerDied, times=2, after_commit=after_commit)
+    record = run_job(store, stages, new_job(store, video), max_chunk_retries=2)
+    assert_succeeded_with(store, record, reference)
+    assert stages.calls == [0, 1, 2, 2, 2, 3, 4, 5]
+    assert record.retries == 2
+
+
+def test_retryable_failures_past_the_budget_fail_the_job(store, video):
+    stages = ScriptedStages(local_stages(store), at=2, error=WorkerDied, times=3)
+    record = run_job(store, stages, new_job(store, video), max_chunk_retries=2)
+    assert_failed(store, record, "worker_died", chunk=2, attempts=3)
+    assert stages.calls == [0, 1, 2, 2, 2]
+
+
+def test_a_non_retryable_error_fails_at_once(store, video):
+    stages = ScriptedStages(local_stages(store), at=1, error=CorruptVideo, times=1)
+    record = run_job(store, stages, new_job(store, video), max_chunk_retries=2)
+    assert_failed(store, record, "corrupt_video", chunk=1, attempts=1)
+    assert stages.calls == [0, 1]
+
+
+def test_a_chunk_past_its_deadline_fails_with_timeout_after_retries(store, video):
+    # Chunk 0 hangs: no real work has to beat the short deadline, however busy the machine.
+    stages = ScriptedStages(local_stages(store), at=0, sleep_s=30.0)
+    started = time.monotonic()
+    record = run_job(store, stages, new_job(store, video), chunk_timeout_s=0.3, max_chunk_retries=1)
+    assert time.monotonic() - started < 10
+    assert_failed(store, record, "timeout", chunk=0, attempts=2, limit_s=0.3)
+    assert stages.calls == [0, 0]
+
+
+def test_cancel_ends_a_running_job_and_removes_its_files(store, video):
+    stages = ScriptedStages(local_stages(store), at=2, sleep_s=30.0)
+    record = new_job(store, video)
+
+    async def main() -> JobRecord:
+        runner = JobRunner(store, stages, job_settings(), owner="runner-test")
+        runner.submit(record)
+        await asyncio.wait_for(stages.reached.wait(), 20)
+        assert store.get(record.id).state is JobState.running
+        return await runner.cancel(record.id)
+
+    ended = asyncio.run(main())
+    assert (ended.state, ended.error["code"]) == (JobState.cancelled, "cancelled")
+    assert not store.result_dir(record.id).exists()
+    assert stages.calls == [0, 1, 2]
+
+
+def test_admission_refuses_past_running_plus_queued(store, video):
+    async def main() -> None:
+        stages = ScriptedStages(local_stages(store), at=0, sleep_s=30.0)
+        runner = JobRunner(store, stages, job_settings(max_running=1, max_queued=1), owner="runner-test")
+        runner.submit(new_job(store, video))
+        runner.submit(new_job(store, video))
+        try:
+            with pytest.raises(Overloaded) as info:
+                runner.submit(new_job(store, video))
+            assert info.value.status == 503 and info.value.details["retry_after_s"] > 0
+            assert runner.active == 2
+        finally:
+            await runner.stop()
+
+    asyncio.run(main())
+
+
+def test_a_job_left_by_a_dead_runner_is_adopted_and_resumed(store, video, reference):
+    record = new_job(store, video)
+    settings = job_settings(lease_s=0.5)
+
+    async def main() -> JobRecord:
+        first = ScriptedStages(local_stages(store), at=2, sleep_s=3600.0)  # "dies" during chunk 2
+        dead = JobRunner(store, first, settings, owner="dead")
+        dead.submit(record)
+        await asyncio.wait_for(first.reached.wait(), 20)
+        await dead.stop()  # stops without ending the job: it stays running with its lease
+        left = store.get(record.id)
+        assert (left.state, left.owner, left.chunks_done) == (JobState.running, "dead", 2)
+
+        second = ScriptedStages(local_stages(store))  # a fresh replica: no cached decoder or session
+        heir = JobRunner(store, second, settings, owner="heir")
+        heir.start()
+        try:
+            ended = await asyncio.wait_for(heir.wait(record.id, poll_s=0.05), 20)
+        finally:
+            await heir.stop()
+        assert second.calls == [2, 3, 4, 5]  # resumed from the checkpoint after chunk 1
+        return ended
+
+    assert_succeeded_with(store, asyncio.run(main()), reference)
+
+
+# --- fault injection and memory guard ------------------------------------------------------------
+
+
+def test_fault_injector_fires_the_configured_number_of_times_across_replicas(tmp_path):
+    faults = (FaultSpec(kind="raise", chunk=1, times=2, filename="a.mp4"), FaultSpec(kind="exit", chunk=3))
+    first, second = FaultInjector(faults, tmp_path), FaultInjector(faults, tmp_path)
+    assert first.take("a.mp4", 0) is None and first.take("b.mp4", 1) is None
+    assert first.take("a.mp4", 1) is faults[0]
+    assert second.take("a.mp4", 1) is faults[0]
+    assert first.take("a.mp4", 1) is None and second.take("a.mp4", 1) is None
+    assert second.take("b.mp4", 3) is faults[1]  # no filename: any upload
+    assert first.take("a.mp4", 3) is None
+
+
+def test_gpu_oom_with_room_to_halve_gives_the_unfaulted_result(store, video, reference, tmp_path):
+    faults = FaultInjector((FaultSpec(kind="gpu_oom", chunk=1, above_batch=2, times=5),), tmp_path / "faults")
+    record = run_job(store, local_stages(store, faults), new_job(store, video))
+    assert_succeeded_with(store, record, reference)
+    assert len(list((tmp_path / "faults").iterdir())) == 1  # fired once: at chunk 1 of this job
+
+
+def test_gpu_oom_at_a_single_frame_raises(video):
+    decoding = decode_options(SETTINGS, OPTIONS)
+    probed = probe(video)
+    session = MotionEngine().open(video_spec(probed, decoding))
+    with ChunkDecoder(video, probed, decoding) as decoder:
+        chunk = decoder.next_chunk()
+    with pytest.raises(GpuOutOfMemory) as info:
+        FaultInjector.process(FaultSpec(kind="gpu_oom", above_batch=0), session, chunk)
+    assert info.value.details["batch_size"] == 1
+    assert info.value.status == 503 and not info.value.retryable
+
+
+def hoard_memory(step: int = 64 * MiB, give_up: int = 3 * 1024 * MiB) -> None:
+    """Allocate and touch memory until stopped, as a leaking model would; fail past ``give_up``."""
+    hoard = []
+    while len(hoard) * step < give_up:
+        hoard.append(np.ones(step, dtype=np.uint8))
+        time.sleep(0.01)
+    raise AssertionError("the memory guard did not stop the allocation")
+
+
+def test_memory_guard_stops_a_runaway_chunk_and_its_memory_is_released():
+    base = MemoryGuard(None).rss()
+    guard = MemoryGuard(base + 384 * MiB, interval_s=0.01)
+    with pytest.raises(HostOutOfMemory) as info:
+        with guard.watch():
+            hoard_memory()
+    error = info.value
+    assert error.retryable and error.code == "out_of_memory"
+    assert error.details["limit_bytes"] == base + 384 * MiB and error.details["kind"] == "host"
+    assert error.details["used_bytes"] > error.details["limit_bytes"]
+    assert "tracking.memory_limit_bytes" in error.message
+    assert guard.rss() < base + 128 * MiB  # released, even while the error is still held
+    with guard.watch():  # the guard is reusable and quiet under the limit
+        np.ones(16 * MiB, dtype=np.uint8)

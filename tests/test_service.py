@@ -1,0 +1,254 @@
+"""The Serve application over real HTTP on a local Ray cluster with a fake GPU.
+
+Three applications share the module's cluster:
+- "pose" at /: the embedded default with two 0.5-GPU tracking replicas;
+- "strict" at /strict: bearer tokens, small limits, short TTL, a queue of one;
+- "broken" at /broken: an engine that cannot load (the upstream PHALP stack is absent).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from pose_pipeline import synthetic
+from serve_helpers import (ServeCluster, job_store, replica_processes, spool_files, submit, wait_job,
+                                 wait_until)
+
+pytestmark = [pytest.mark.serve, pytest.mark.slow]
+
+TOKEN = "s3cret-token"
+CHUNK_FRAMES = 12
+SIZE = (320, 180)
+
+
+@pytest.fixture(scope="module")
+def tmp_module(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("service")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_module):
+    chunk_bytes = SIZE[0] * SIZE[1] * 3 * CHUNK_FRAMES
+    common = {"decode": {"chunk_bytes": chunk_bytes, "max_side": None}, "jobs": {"lease_s": 5}}
+    main_store, strict_store = tmp_module / "store", tmp_module / "strict-store"
+    cluster = ServeCluster(num_gpus=1).start()
+    try:
+        cluster.deploy("pose", {**common, "store": {"root": str(main_store)}},
+                       {"Tracking": {"num_replicas": 2, "ray_actor_options": {"num_cpus": 0.05, "num_gpus": 0.5}}})
+        cluster.deploy("strict", {
+            **common, "store": {"root": str(strict_store)}, "auth": {"tokens": [TOKEN]},
+            "limits": {"max_upload_bytes": 2_000_000, "max_width": 400, "max_height": 400, "max_duration_s": 8},
+            "jobs": {"lease_s": 5, "ttl_s": 2, "max_running": 1, "max_queued": 1},
+        }, route_prefix="/strict")
+        cluster.deploy("broken", {**common, "store": {"root": str(tmp_module / "broken-store")},
+                                  "engine": {"name": "phalp"}}, route_prefix="/broken")
+        cluster.stores = {"pose": main_store, "strict": strict_store}
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def http(cluster):
+    with httpx.Client(base_url=cluster.url(), timeout=120) as client:
+        wait_until(lambda: _ready(client), 120, 1, "the application to be ready")
+        yield client
+
+
+@pytest.fixture(scope="module")
+def strict(cluster, http):
+    with httpx.Client(base_url=cluster.url("/strict"), timeout=60,
+                      headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        wait_until(lambda: _ready(client), 60, 1, "the strict application")
+        yield client
+
+
+def _ready(client: httpx.Client) -> bool:
+    try:
+        return client.get("/readyz").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def video(tmp_module) -> Path:
+    scene = synthetic.demo_scene(duration_s=4, size=SIZE, fps=15)
+    return synthetic.write_video(tmp_module / "people.mp4", scene)
+
+
+def _offline(video: Path, out: Path, *extra: str) -> dict:
+    subprocess.run([sys.executable, "-m", "pose_pipeline.cli", "track", str(video), "-o", str(out), *extra],
+                   check=True, capture_output=True, env={"POSE_PIPELINE_DECODE__MAX_SIDE": "null",
+                                                         "PATH": "/usr/bin:/bin"})
+    return json.loads(out.read_text())
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+def test_http_result_equals_offline_cli(http, video, tmp_path):
+    job = submit(http, video)
+    assert job["state"] in ("queued", "running") and job["urls"]["result"].endswith("/result")
+    done = wait_job(http, job["job_id"])
+    assert done["state"] == "succeeded", done
+    assert done["progress"]["frames_done"] == done["progress"]["frames_total"] == 60
+    served = http.get(f"/v1/jobs/{job['job_id']}/result").json()
+    assert served == _offline(video, tmp_path / "offline.json")
+    assert len(served["tracks"]) >= 2
+
+
+def test_sync_track_multipart_gives_npz(http, video, tmp_path):
+    response = http.post("/v1/track", params={"format": "npz"},
+                         files={"file": ("people.mp4", video.read_bytes(), "video/mp4")}, data={"fps": "5"})
+    assert response.status_code == 200, response.text
+    (tmp_path / "served.npz").write_bytes(response.content)
+    from pose_pipeline.serialize import read_npz, read_json
+    served = read_npz(tmp_path / "served.npz")
+    _offline(video, tmp_path / "offline.json", "--fps", "5")
+    assert served.to_dict() == read_json(tmp_path / "offline.json").to_dict()
+    assert len(served.frames) == 20
+
+
+def test_events_stream_progress_until_the_end(http, video):
+    job = submit(http, video)
+    states = []
+    with http.stream("GET", f"/v1/jobs/{job['job_id']}/events") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                states.append(json.loads(line[6:]))
+    assert states[-1]["state"] == "succeeded"
+    done = [s["progress"]["frames_done"] for s in states]
+    assert done == sorted(done) and done[-1] == 60
+
+
+def test_concurrent_jobs_all_succeed_on_both_tracking_replicas(http, cluster, video):
+    jobs = [submit(http, video, name=f"concurrent-{i}.mp4") for i in range(4)]
+    results = [wait_job(http, job["job_id"]) for job in jobs]
+    assert [r["state"] for r in results] == ["succeeded"] * 4
+    logs = sorted(cluster.serve_logs.glob("replica_pose_Tracking_*.log"))
+    ids = {job["job_id"] for job in jobs}
+    worked = [log for log in logs if any(f"\"pose_job_id\": \"{i}\"" in log.read_text() for i in ids)]
+    assert len(replica_processes("pose", "Tracking")) == 2
+    assert len(worked) == 2, f"only {len(worked)} of the tracking replicas got chunks"
+
+
+# --- uploads --------------------------------------------------------------------------------
+
+
+def _ingress_rss() -> int:
+    return sum(p.memory_info().rss for p in replica_processes("pose", "Ingress"))
+
+
+def test_large_upload_streams_to_disk_in_bounded_memory(http, cluster):
+    size, piece = 300 * 2**20, b"\x00\x01" * 2**19  # 300 MiB of non-video bytes, generated on the fly
+    peak, before, stop = [0], _ingress_rss(), threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], _ingress_rss())
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        response = http.post("/v1/jobs", content=(piece for _ in range(size // len(piece))),
+                             headers={"Content-Type": "application/octet-stream"})
+    finally:
+        stop.set()
+        sampler.join()
+    assert response.status_code == 415 and response.json()["error"]["code"] == "not_a_media_file"
+    assert peak[0] - before < 64 * 2**20, f"ingress grew by {(peak[0] - before) / 2**20:.0f} MiB"
+    assert spool_files(cluster.stores["pose"]) == []
+
+
+def test_over_limit_upload_gets_413_and_leaves_nothing(strict, cluster):
+    # Chunked (no Content-Length): the ingress counts while writing and stops at the limit.
+    # Serve's HTTP proxy reads the rest of the body regardless (see docs/failures.md).
+    body = (b"x" * 100_000 for _ in range(400))  # 40 MB offered against a 2 MB limit
+    response = strict.post("/v1/jobs", content=body, headers={"Content-Type": "video/mp4"})
+    assert response.status_code == 413 and response.json()["error"]["code"] == "file_too_large"
+    assert response.json()["error"]["limit_bytes"] == 2_000_000
+    declared = strict.post("/v1/jobs", content=b"x" * 2_000_001, headers={"Content-Type": "video/mp4"})
+    assert declared.status_code == 413
+    assert spool_files(cluster.stores["strict"]) == []
+
+
+# --- job lifecycle ---------------------------------------------------------------------------
+
+
+def test_cancel_stops_the_work_and_deletes_files(http, cluster, tmp_path):
+    long_video = synthetic.write_video(tmp_path / "long.mp4", synthetic.demo_scene(duration_s=40, size=SIZE, fps=15))
+    job = submit(http, long_video)
+    wait_until(lambda: http.get(f"/v1/jobs/{job['job_id']}").json()["progress"]["chunks_done"] >= 1, 60,
+               what="the first chunk")
+    cancelled = http.delete(f"/v1/jobs/{job['job_id']}").json()
+    assert cancelled["state"] == "cancelled" and cancelled["error"]["code"] == "cancelled"
+    done_at_cancel = cancelled["progress"]["frames_done"]
+    assert done_at_cancel < 600
+    time.sleep(1.5)
+    after = http.get(f"/v1/jobs/{job['job_id']}").json()
+    assert after["state"] == "cancelled" and after["progress"]["frames_done"] == done_at_cancel
+    assert not any((cluster.stores["pose"] / "jobs" / job["job_id"]).iterdir()) \
+        if (cluster.stores["pose"] / "jobs" / job["job_id"]).exists() else True
+    assert http.get(f"/v1/jobs/{job['job_id']}/result").status_code == 409
+
+
+def test_finished_jobs_expire_after_their_ttl(strict, cluster, video):
+    job = submit(strict, video)
+    assert wait_job(strict, job["job_id"])["state"] == "succeeded"
+    wait_until(lambda: strict.get(f"/v1/jobs/{job['job_id']}").status_code == 404, 15, 0.5, "expiry")
+    assert not (cluster.stores["strict"] / "jobs" / job["job_id"]).exists()
+
+
+def test_auth_required_when_tokens_are_configured(cluster, video):
+    with httpx.Client(base_url=cluster.url("/strict"), timeout=30) as anonymous:
+        assert anonymous.get("/healthz").status_code == 200
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
+            response = anonymous.post("/v1/jobs", content=video.read_bytes(),
+                                      headers={"Content-Type": "video/mp4", **headers})
+            assert response.status_code == 401 and response.json()["error"]["code"] == "unauthorized"
+            assert anonymous.get("/v1/jobs/0123abcd", headers=headers).status_code == 401
+
+
+def test_overload_answers_503_with_retry_after_and_accepted_jobs_finish(strict, video):
+    accepted, refused = [], []
+    for i in range(6):  # bounded: six requests on loopback
+        response = strict.post("/v1/jobs", params={"filename": f"load-{i}.mp4"}, content=video.read_bytes(),
+                               headers={"Content-Type": "video/mp4"})
+        (accepted if response.status_code == 202 else refused).append(response)
+    assert refused, "no request was refused past a queue of one"
+    for response in refused:
+        assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
+        assert response.json()["error"]["code"] == "overloaded"
+    assert [wait_job(strict, r.json()["job_id"])["state"] for r in accepted] == ["succeeded"] * len(accepted)
+
+
+# --- readiness -------------------------------------------------------------------------------
+
+
+def test_readyz_reports_every_deployment(http):
+    body = http.get("/readyz").json()
+    assert body["status"] == "ready"
+    assert body["deployments"]["Tracking"]["engine"]["name"] == "motion"
+    assert http.get("/healthz").json() == {"status": "ok"}
+
+
+def test_engine_that_cannot_load_is_never_ready_and_says_why(cluster, http, video):
+    with httpx.Client(base_url=cluster.url("/broken"), timeout=60) as broken:
+        response = wait_until(lambda: broken.get("/readyz"), 60, what="the broken app's ingress")
+        assert response.status_code == 503
+        tracking = response.json()["error"]["deployments"]["Tracking"]
+        assert tracking["code"] == "engine_unavailable" and "phalp" in tracking["message"]
+        sync = broken.post("/v1/track", content=video.read_bytes(), headers={"Content-Type": "video/mp4"})
+        assert sync.status_code == 503 and sync.json()["error"]["code"] == "engine_unavailable"
+        assert sync.json()["error"]["message"] == tracking["message"]
