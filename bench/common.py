@@ -77,12 +77,19 @@ def free_port(candidates: Iterable[int] = PORT_RANGE) -> int:
     raise RuntimeError(f"no free port in {candidates}")
 
 
+def _cpu_config() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """(application args, deployment options by name) of serve_config.cpu.yaml."""
+    import yaml
+
+    application = yaml.safe_load((ROOT / "serve_config.cpu.yaml").read_text())["applications"][0]
+    options = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in application.get("deployments", [])}
+    return application.get("args") or {}, options
+
+
 def service_settings(store_root: Path, **overrides: Any) -> dict[str, Any]:
     """The embedded CPU default's settings (serve_config.cpu.yaml) with ``overrides`` merged
     in by section (e.g. ``jobs={"max_running": 4}``), the store under ``store_root``."""
-    from pose_pipeline.service_cli import load_serve_config
-
-    args, _, _ = load_serve_config(ROOT / "serve_config.cpu.yaml")
+    args, _ = _cpu_config()
     settings = json.loads(json.dumps(args.get("settings") or {}))
     settings.setdefault("store", {})["root"] = str(store_root)
     for section, values in overrides.items():
@@ -92,9 +99,7 @@ def service_settings(store_root: Path, **overrides: Any) -> dict[str, Any]:
 
 def deployment_options(**overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """serve_config.cpu.yaml's deployment options, with ``overrides`` by deployment name."""
-    from pose_pipeline.service_cli import load_serve_config
-
-    _, options, _ = load_serve_config(ROOT / "serve_config.cpu.yaml")
+    _, options = _cpu_config()
     for name, values in overrides.items():
         merged = dict(options.get(name, {}))
         for key, value in values.items():
@@ -190,7 +195,7 @@ class LocalService:
             started = time.perf_counter()
             job = client.submit(path, **options)
             timings["submit_s"] = time.perf_counter() - started
-            status = client.wait(job["job_id"])
+            status = _wait(client, job["job_id"])
             timings["until_done_s"] = time.perf_counter() - started
             with tempfile.TemporaryDirectory(dir=_mkdir(OUT)) as tmp:
                 client.download(job["job_id"], Path(tmp) / "result.json")
@@ -198,7 +203,7 @@ class LocalService:
         return {**timings, "job_id": job["job_id"], "frames": status["progress"]["frames_done"],
                 "server_running_s": status["timings"]["running_s"], "server_queued_s": status["timings"]["queued_s"]}
 
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:  # noqa: D401
         """The Prometheus samples on Ray's metrics export port: {(name, labels): value}."""
         if not self.metrics_port:
             raise RuntimeError("start the service with metrics=True")
@@ -208,6 +213,18 @@ class LocalService:
     def processes(self) -> dict[str, list[int]]:
         """Pids of this cluster's Serve processes, by name (replicas by deployment name)."""
         return serve_processes()
+
+
+def _wait(client, job_id: str, poll_s: float = 0.25) -> dict[str, Any]:
+    """Poll the job's status until it ends (polling rather than the event stream: a stream
+    cut by a restarting ingress would end the benchmark); raise if it failed."""
+    while True:
+        status = client.status(job_id)
+        if status["state"] in ("succeeded", "failed", "cancelled"):
+            if status["state"] != "succeeded":
+                raise RuntimeError(f"job {job_id} {status['state']}: {status.get('error')}")
+            return status
+        time.sleep(poll_s)
 
 
 def _mkdir(path: Path) -> Path:

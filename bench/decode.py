@@ -4,7 +4,8 @@ On a generated 1080p H.264 video (60 s in full mode), frames/s of:
 
 - ``full``:   ChunkDecoder at source size vs a plain PyAV loop (``to_ndarray("rgb24")``);
 - ``resize``: ChunkDecoder with ``max_side=1280`` (the service default) vs the plain loop
-  plus an OpenCV ``INTER_AREA`` resize (and, as context, a numpy nearest-neighbour resize);
+  plus an OpenCV ``INTER_AREA`` resize (numpy nearest-neighbour if OpenCV is not installed;
+  ``--quick`` times both);
 - ``resize+fps``: ``max_side=1280, fps=10`` vs the plain loop that converts and resizes only
   the frames of each 1/10 s slot.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import resource
 import time
 
 import common  # noqa: F401  (puts the repository on sys.path)
@@ -28,6 +30,20 @@ import numpy as np
 from pose_pipeline.video import ChunkDecoder, DecodeOptions, probe
 
 CHUNK_BYTES = 64 * 2**20  # serve_config.cpu.yaml's decode.chunk_bytes
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process, FFmpeg's threads included: less sensitive than wall
+    time to other work on a shared machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(run):
+    """(frames, wall seconds, CPU seconds) of ``run()``."""
+    cpu = _cpu_s()
+    frames, seconds = run()
+    return frames, seconds, _cpu_s() - cpu
 
 
 def ours(path, max_side=None, fps=None) -> tuple[int, float]:
@@ -86,9 +102,9 @@ def plain(path, max_side=None, fps=None, resize=_resize_cv2) -> tuple[int, float
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a 3 s 1080p video, one round")
-    parser.add_argument("--repeats", type=int, help="rounds of (ours, plain) per case (default: 3; quick: 1)")
+    parser.add_argument("--repeats", type=int, help="rounds of (ours, plain) per case (default: 2; quick: 1)")
     args = parser.parse_args()
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = args.repeats or (1 if args.quick else 2)
     path = common.video(3 if args.quick else 60, (1920, 1080))
     info = probe(path)
     try:
@@ -103,15 +119,18 @@ def main() -> int:
     }
     rows, raw = [], {}
     for name, (our_kwargs, plain_kwargs) in cases.items():
-        runs = {"ours": lambda: ours(path, **our_kwargs), "plain": lambda: plain(path, **plain_kwargs)}
-        if name == "resize" and resize is _resize_cv2:  # context: the cheapest numpy resize
-            runs["plain+numpy"] = lambda: plain(path, max_side=1280, resize=_resize_numpy)
+        runs = {"ours": lambda: timed(lambda: ours(path, **our_kwargs)),
+                "plain": lambda: timed(lambda: plain(path, **plain_kwargs))}
+        if name == "resize" and resize is _resize_cv2 and args.quick:  # context: the cheapest numpy resize
+            runs["plain+numpy"] = lambda: timed(lambda: plain(path, max_side=1280, resize=_resize_numpy))
         results = common.interleaved(runs, repeats)
         raw[name] = results
-        counts = {k: {f for f, _ in v} for k, v in results.items()}
-        fps = {k: common.median(f / s for f, s in v) for k, v in results.items()}
+        counts = {k: {f for f, _, _ in v} for k, v in results.items()}
+        fps = {k: common.median(f / s for f, s, _ in v) for k, v in results.items()}
+        cpu_ms = {k: common.median(1e3 * c / f for f, _, c in v) for k, v in results.items()}
         row = {"case": name, "frames": sorted(counts["ours"])[0], "ours_fps": fps["ours"], "plain_fps": fps["plain"],
-               "ratio": fps["ours"] / fps["plain"]}
+               "ratio": fps["ours"] / fps["plain"], "ours_cpu_ms/frame": cpu_ms["ours"],
+               "plain_cpu_ms/frame": cpu_ms["plain"], "cpu_ratio": cpu_ms["plain"] / cpu_ms["ours"]}
         if "plain+numpy" in fps:
             row["plain_numpy_fps"] = fps["plain+numpy"]
             row["ratio_vs_numpy"] = fps["ours"] / fps["plain+numpy"]
@@ -122,12 +141,13 @@ def main() -> int:
     print(f"decode: {path.name}: {info.width}x{info.height}, {info.duration_s:.1f} s, {info.frame_count} frames; "
           f"baseline resize: {resize_name}; medians of {repeats} interleaved rounds")
     print(common.table(rows, ["case", "frames", "ours_fps", "plain_fps", "ratio", "plain_numpy_fps",
-                              "ratio_vs_numpy", "note"]))
+                              "ratio_vs_numpy", "ours_cpu_ms/frame", "plain_cpu_ms/frame", "cpu_ratio", "note"]))
+    print("ratio: ours fps / plain fps (wall); cpu_ratio: plain CPU per frame / ours (> 1: ours cheaper)")
     print("targets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in targets.items()))
     common.write_result("decode", args.quick, {
         "video": {"path": path.name, **info.to_dict()}, "baseline_resize": resize_name, "repeats": repeats,
         "rows": rows, "targets_met": targets,
-        "raw": {case: {k: [{"frames": f, "seconds": s} for f, s in v] for k, v in r.items()} for case, r in raw.items()},
+        "raw": {case: {k: [{"frames": f, "seconds": s, "cpu_s": c} for f, s, c in v] for k, v in r.items()} for case, r in raw.items()},
     })
     return 0
 

@@ -4,12 +4,16 @@ and the translation of Ray's failures into the service's typed errors."""
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any, Mapping
+
+import yaml
 
 import ray.exceptions
 from ray.serve.exceptions import BackPressureError, RayServeException
 
-from pose_pipeline.config import Settings, _env_overrides, _merge
+from pose_pipeline.config import ENV_PREFIX, Settings, _env_overrides, _merge
 from pose_pipeline.errors import HostOutOfMemory, InternalError, Overloaded, PipelineError, WorkerDied
 from pose_pipeline.jobs import RETRY_AFTER_S
 from pose_pipeline.store import JobStore, LocalJobStore
@@ -20,10 +24,13 @@ log = logging.getLogger("ray.serve")
 
 
 def settings_from_args(args: Mapping[str, Any] | None) -> Settings:
-    """``args.settings`` of the Serve application, then ``POSE_PIPELINE_*`` variables."""
-    import os
-
-    return Settings.from_dict(_merge(dict((args or {}).get("settings") or {}), _env_overrides(os.environ)))
+    """The YAML file named by ``$POSE_PIPELINE_CONFIG`` (if any), then ``args.settings`` of
+    the Serve application, then ``POSE_PIPELINE_<SECTION>__<FIELD>`` variables."""
+    base: dict[str, Any] = {}
+    if os.environ.get(ENV_PREFIX + "CONFIG"):
+        base = yaml.safe_load(Path(os.environ[ENV_PREFIX + "CONFIG"]).read_text()) or {}
+    app = dict((args or {}).get("settings") or {})
+    return Settings.from_dict(_merge(_merge(base, app), _env_overrides(os.environ)))
 
 
 def open_store(settings: Settings) -> JobStore:

@@ -155,9 +155,11 @@ class Ingress:
         if scheme.lower() != "bearer" or not any(hmac.compare_digest(token, t) for t in tokens):
             raise Unauthorized("missing or invalid bearer token (Authorization: Bearer <token>)")
 
-    async def _create_job(self, request: Request, endpoint_params: tuple[str, ...] = ()) -> JobRecord:
+    async def _create_job(self, request: Request, endpoint_params: tuple[str, ...] = (),
+                          result_format: str | None = None) -> JobRecord:
         """Receive the upload, validate options and video, store the job and start it.
-        ``endpoint_params`` are query parameters of the endpoint itself, not job options."""
+        ``endpoint_params`` are query parameters of the endpoint itself, not job options;
+        ``result_format`` is one the job must produce."""
         self._authorize(request)
         self.runner.admit()  # refuse before reading a large body we could not run
         limit = self.settings.limits.max_upload_bytes
@@ -168,8 +170,12 @@ class Ingress:
         upload = await receive(request.stream(), request.headers.get("content-type", ""),
                                self.store.new_upload_path(), limit, filename=filename)
         self.metrics.upload_bytes.inc(upload.size)
+        upload.filename = os.path.basename(upload.fields.pop("filename", "") or "") or upload.filename
         try:
             options = JobOptions.parse({**upload.fields, **query})
+            if result_format is not None and result_format not in options.formats:
+                raise InvalidOption(f"format {result_format!r} is not among the requested formats "
+                                    f"{', '.join(options.formats)}", option="format")
             engine = options.engine or self.settings.engine.name
             if engine != self.settings.engine.name:
                 raise InvalidOption(f"engine {engine!r} is not deployed here; this service runs "
@@ -233,7 +239,7 @@ class Ingress:
                                  state=record.state.value)
         if fmt not in record.results:
             raise InvalidOption(f"format {fmt!r} was not requested for this job; available: "
-                                f"{', '.join(record.results)}", option="format")
+                                f"{', '.join(record.results) or 'none'}", option="format")
         return FileResponse(self.store.result_path(record.id, fmt), media_type=MEDIA_TYPES[fmt],
                             filename=f"{record.id}.{fmt}", headers={"X-Job-Id": record.id})
 
@@ -251,7 +257,7 @@ class Ingress:
         """Upload a video and wait for its result in the same request (short videos)."""
         if format not in MEDIA_TYPES:
             raise InvalidOption(f"format must be one of {', '.join(MEDIA_TYPES)}", option="format")
-        record = await self._create_job(request, endpoint_params=("format",))
+        record = await self._create_job(request, endpoint_params=("format",), result_format=format)
         try:
             record = await self.runner.wait(record.id)
         except asyncio.CancelledError:  # the client went away: stop the work, remove its files
@@ -279,10 +285,11 @@ class Ingress:
             last, last_sent = None, time.monotonic()
             while True:
                 view = self._view(self.store.get(job_id), request)
-                snapshot = json.dumps(view, separators=(",", ":"))
-                if snapshot != last:
-                    yield f"event: status\ndata: {snapshot}\n\n"
-                    last, last_sent = snapshot, time.monotonic()
+                # timings change on every read: a new event only when the job moved
+                changed = {k: v for k, v in view.items() if k != "timings"}
+                if changed != last:
+                    yield f"event: status\ndata: {json.dumps(view, separators=(',', ':'))}\n\n"
+                    last, last_sent = changed, time.monotonic()
                 elif time.monotonic() - last_sent > 15:
                     yield ": keep-alive\n\n"
                     last_sent = time.monotonic()
@@ -300,13 +307,16 @@ class Ingress:
 
     @app.delete("/v1/jobs/{job_id}")
     async def delete(self, job_id: str, request: Request) -> dict[str, Any]:
-        """Cancel a job that has not ended, and delete its files (its record stays until it
-        expires, so that its state can still be read)."""
+        """Cancel a job that has not ended and delete its files; its record stays until it
+        expires, so that its state can still be read. A job that had already ended is
+        deleted entirely (404 afterwards)."""
         self._authorize(request)
+        record = self.store.get(job_id)
+        if record.state.terminal:
+            self.store.delete(job_id)
+            return {**self._view(record, request), "deleted": True}
         record = await self.runner.cancel(job_id)
         self.store.discard_work_files(job_id, keep_results=False)
-        if record.results:
-            record = self.store.update(job_id, results={})
         return self._view(record, request)
 
     @app.get("/healthz")

@@ -12,6 +12,7 @@ replica in a restart loop: the replica stays up, reports the reason from ``ready
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from ray import serve
 from pose_pipeline.config import Settings
 from pose_pipeline.engines import EngineRegistry
 from pose_pipeline.engines.gpu import cap_memory
-from pose_pipeline.errors import GpuOutOfMemory, HostOutOfMemory, PipelineError
+from pose_pipeline.errors import EngineUnavailable, GpuOutOfMemory, HostOutOfMemory, PipelineError
 from pose_pipeline.faults import FaultInjector
 from pose_pipeline.memguard import MemoryGuard
 from pose_pipeline.stages import DecodedChunk, TrackedChunk, TrackingStage
@@ -37,14 +38,18 @@ class Tracking:
         self.settings = settings
         self.metrics = Metrics.create()
         self.engine_error: PipelineError | None = None
-        self._busy_since: float | None = None
+        # Start time of each chunk in progress, by thread: a chunk that hung keeps its entry
+        # even when Serve, after cancelling it, routes the next chunk here.
+        self._in_progress: dict[int, float] = {}
         engine = None
         try:
             if torch.cuda.is_available():
                 cap_memory(torch.device("cuda", torch.cuda.current_device()), settings.tracking.cuda_memory_fraction)
             engine = EngineRegistry().create(settings.engine.name, settings.engine.options)
         except PipelineError as exc:
-            self.engine_error = exc
+            # A bad engine name or option here is the server's configuration, not the client's.
+            self.engine_error = exc if exc.code == "engine_unavailable" else \
+                EngineUnavailable(f"the engine is misconfigured: {exc.message}", engine=settings.engine.name)
             log.error("engine %r cannot load: %s", settings.engine.name, exc.message,
                       extra={"stage": "tracking", "code": exc.code})
         store = open_store(settings)
@@ -59,7 +64,7 @@ class Tracking:
         if self.stage is None:
             raise self.engine_error
         started = time.perf_counter()
-        self._busy_since = time.monotonic()
+        self._in_progress[threading.get_ident()] = time.monotonic()
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         try:
@@ -70,7 +75,7 @@ class Tracking:
                                                                  "stage": "tracking", "code": exc.code})
             raise
         finally:
-            self._busy_since = None
+            self._in_progress.pop(threading.get_ident(), None)
         seconds = time.perf_counter() - started
         self.metrics.frames_processed.inc(tracked.frames, tags={"stage": "tracking"})
         self.metrics.chunk_latency.observe(seconds, tags={"stage": "tracking"})
@@ -92,9 +97,9 @@ class Tracking:
     def check_health(self) -> None:
         # A chunk running past its deadline means a hung engine (or CUDA): fail the check so
         # that Serve replaces this replica; the job's runner has already retried elsewhere.
-        busy = self._busy_since
         limit = self.settings.jobs.chunk_timeout_s
-        if busy is not None and time.monotonic() - busy > limit:
+        oldest = min(self._in_progress.values(), default=None)
+        if oldest is not None and time.monotonic() - oldest > limit:
             raise RuntimeError(f"a chunk has been running for more than {limit:.0f} s (jobs.chunk_timeout_s)")
         if self.stage is not None:
             self.stage.engine.check_health()

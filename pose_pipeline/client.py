@@ -67,8 +67,8 @@ class Client:
         for status in self.events(job_id):
             if progress:
                 progress(status)
-        if status["state"] == "failed":
-            raise _error(status["error"] or {})
+        if status["state"] in ("failed", "cancelled"):
+            raise _error(status["error"] or {"code": "cancelled", "message": "the job was cancelled"})
         return status
 
     def download(self, job_id: str, dest: str | os.PathLike, fmt: str | None = None) -> Path:

@@ -108,9 +108,10 @@ class JobCancelled(PipelineError):
 
 
 class Overloaded(PipelineError):
-    """Too much work queued; the client should retry after ``retry_after_s``."""
+    """Too much work queued; the client should retry after ``retry_after_s``. Inside a job
+    (a stage's queue full) the chunk is retried after a pause."""
 
-    code, status = "overloaded", 503
+    code, status, retryable = "overloaded", 503, True
 
 
 class WorkerDied(PipelineError):

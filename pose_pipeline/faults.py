@@ -11,11 +11,9 @@ import os
 import time
 from pathlib import Path
 import numpy as np
-import torch
 
 from .config import FaultSpec
 from .engines.base import ChunkOutput, Session
-from .engines.batching import run_adaptive
 from .video import FrameChunk
 
 _ALLOCATION_STEP = 256 * 1024 * 1024
@@ -70,6 +68,10 @@ def _process_in_batches(session: Session, chunk: FrameChunk, max_batch: int, fai
     """Feed the chunk to the session in adaptive batches whose GPU 'runs out of memory'
     above ``fail_above`` frames: exercises the real halving path with torch's real error.
     Engines give the same result for any split of a chunk, so the output is unchanged."""
+    import torch  # only here: decode and aggregation replicas import this module without torch
+
+    from .engines.batching import run_adaptive
+
     outputs: list[ChunkOutput] = []
 
     def run(part: slice) -> list[None]:

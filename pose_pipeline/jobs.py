@@ -27,6 +27,8 @@ log = logging.getLogger("pose_pipeline.jobs")
 
 #: Seconds an overloaded client is asked to wait before trying again.
 RETRY_AFTER_S = 5
+#: Pause before running a failed chunk again, times the attempt number.
+RETRY_PAUSE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,7 @@ class JobRunner:
                 raise error
             record = self.store.update(record.id, retries=self.store.get(record.id).retries + 1)
             self.observer.chunk_retry(record, error)
+            await asyncio.sleep(RETRY_PAUSE_S * (attempt + 1))  # let a replacement replica start
         raise AssertionError("unreachable")
 
     def _end(self, job_id: str, state: JobState, error: PipelineError | None, started: float) -> None:

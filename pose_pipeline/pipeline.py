@@ -88,7 +88,7 @@ def make_header(video: VideoProbe, decoding: DecodeOptions, engine: EngineInfo,
     return ResultHeader(
         engine=engine,
         video=video.video_info(),
-        processing=Processing(fps=decoding.fps, max_side=decoding.max_side, frame_width=spec.frame_width,
+        processing=Processing(fps=spec.fps if decoding.fps else None, max_side=decoding.max_side, frame_width=spec.frame_width,
                               frame_height=spec.frame_height, start_s=decoding.start_s, end_s=decoding.end_s),
         camera=camera,
     )

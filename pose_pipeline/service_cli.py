@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,15 +46,26 @@ def add_commands(commands, add_job_options: Callable[[argparse.ArgumentParser], 
 # --- serve -----------------------------------------------------------------------------------
 
 
-def load_serve_config(path: Path | None) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, Any]]:
-    """(application args, options by deployment name, http_options) of a Serve config's
-    first application; empty without a file."""
-    if path is None:
-        return {}, {}, {}
-    config = yaml.safe_load(path.read_text())
-    application = config["applications"][0]
-    deployments = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in application.get("deployments", [])}
-    return application.get("args") or {}, deployments, config.get("http_options") or {}
+@dataclass
+class ServeConfig:
+    """The parts of a Serve config file (serve_config*.yaml) that ``serve`` applies."""
+
+    args: dict[str, Any] = field(default_factory=dict)
+    deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    http_options: dict[str, Any] = field(default_factory=dict)
+    logging_config: dict[str, Any] | None = None
+
+    @classmethod
+    def load(cls, path: Path | None) -> "ServeConfig":
+        if path is None:
+            return cls()
+        config = yaml.safe_load(path.read_text())
+        application = config["applications"][0]
+        return cls(args=application.get("args") or {},
+                   deployments={d["name"]: {k: v for k, v in d.items() if k != "name"}
+                                for d in application.get("deployments", [])},
+                   http_options=config.get("http_options") or {},
+                   logging_config=config.get("logging_config"))
 
 
 def start(serve_config: Path | None, host: str, port: int, num_gpus: float | None = None) -> None:
@@ -64,12 +76,13 @@ def start(serve_config: Path | None, host: str, port: int, num_gpus: float | Non
     from deployments.app import build_app
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local use; see docs/operations.md
-    args, deployment_options, _ = load_serve_config(serve_config)
+    config = ServeConfig.load(serve_config)
     if not ray.is_initialized():
         ray.init(num_gpus=num_gpus, include_dashboard=True, dashboard_host="127.0.0.1",
                  logging_level="WARNING", log_to_driver=False)
-    serve.start(http_options={"host": host, "port": port})
-    serve.run(build_app(args, deployment_options), name="pose", route_prefix="/", blocking=False)
+    serve.start(http_options={**config.http_options, "host": host, "port": port})
+    serve.run(build_app(config.args, config.deployments), name="pose", route_prefix="/", blocking=False,
+              logging_config=config.logging_config)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -120,10 +120,16 @@ class JobStore(ABC):
         """Take or renew the job's lease; with ``steal``, only if the lease has expired."""
 
     @abstractmethod
+    def recent(self, limit: int = 100) -> list[JobRecord]: """The newest jobs, newest first."""
+
+    @abstractmethod
     def orphans(self, now: float) -> list[str]: """Unfinished jobs whose lease has expired."""
 
     @abstractmethod
     def discard_work_files(self, job_id: str, keep_results: bool = True) -> None: ...
+
+    @abstractmethod
+    def delete(self, job_id: str) -> None: """Remove the job's record and files."""
 
     @abstractmethod
     def expire(self, now: float) -> list[str]: """Delete jobs past ``expires_at``; their ids."""
@@ -197,6 +203,12 @@ class LocalJobStore(JobStore):
                 f"AND {condition}", [owner, now + lease_s, job_id, *params])
         return cursor.rowcount == 1
 
+    def recent(self, limit: int = 100) -> list[JobRecord]:
+        with self._connect() as db:
+            db.row_factory = sqlite3.Row
+            rows = db.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        return [_from_row(dict(row)) for row in rows]
+
     def orphans(self, now: float) -> list[str]:
         with self._connect() as db:
             rows = db.execute("SELECT id FROM jobs WHERE state IN ('queued', 'running') AND lease_until < ? "
@@ -255,6 +267,11 @@ class LocalJobStore(JobStore):
         shutil.rmtree(directory / "chunks", ignore_errors=True)
         for path in [directory / "upload", *directory.glob("state-*"), *directory.glob("*.partial")]:
             path.unlink(missing_ok=True)
+
+    def delete(self, job_id: str) -> None:
+        shutil.rmtree(self._dir(job_id), ignore_errors=True)
+        with self._connect() as db:
+            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
     def expire(self, now: float) -> list[str]:
         with self._connect() as db:

@@ -400,7 +400,7 @@ def _check_limits(p: VideoProbe, limits: Limits) -> None:
                                  width=width, height=height)
     if p.duration_s > limits.max_duration_s:
         raise DurationTooLong(f"the video lasts {p.duration_s:.1f} s, over the limit of "
-                              f"{limits.max_duration_s:.0f} s; cut it or set end_s",
+                              f"{limits.max_duration_s:.0f} s; cut it before uploading",
                               duration_s=p.duration_s, limit_s=limits.max_duration_s)
 
 

@@ -270,7 +270,7 @@ def test_people_in_the_first_frame_leave_no_lasting_ghost(first_frame_video):
     includes that spot; then the ghost is recognised and absorbed at once, leaving no
     false track behind."""
     frames = run_engine(first_frame_video).frames
-    warm_up = 40  # frames for a person at 2.5 px/frame to walk clear of their own width
+    warm_up = 40  # these people (2.1-2.7 px/frame) walk clear of their own width (62-68 px) in ~30
     metrics = evaluate(first_frame_scene(), frames, skip=warm_up)
     print(metrics)
     assert metrics.precision >= 0.95
@@ -399,9 +399,9 @@ def test_state_is_deterministic_and_round_trips(crossing_video):
         session.process(decoder.next_chunk())
     state = session.export_state()
     assert state == session.export_state()
-    restored = engine.restore(state)
-    assert restored.export_state() == state
+    restored = MotionEngine().restore(state)  # an engine with other options: the state's win
     assert restored.options == engine.options
+    assert restored.export_state() == state
     for damaged in (b"not a state", state[:100], state.replace(b'"format": 1', b'"format": 9')):
         with pytest.raises(InternalError):
             engine.restore(damaged)

@@ -32,9 +32,11 @@ How it works, per frame, strictly in order (so that chunking never changes a res
    tracks (or of one, and is ``merge_area_ratio`` times larger: merged with someone not
    tracked yet) is a group; its members coast on their prediction (clipped to the group's
    box, reported with ``detected=False``) instead of one of them grabbing the merged box,
-   and are matched again when the blobs separate. People who merge before both are
-   tracked (one walks in right behind another) are one box until they separate; then
-   position alone decides which of them keeps the id.
+   and are matched again when the blobs separate. A matched box whose size jumps (away
+   from the border) is a blob that split from or joined something: the track's motion
+   model restarts from it rather than take the jump for motion. People who merge before
+   both are tracked (one walks in right behind another) are one box until they separate;
+   then position alone decides which of them keeps the id.
 4. Ids. A track is tentative until ``n_init`` consecutive hits; a miss deletes it. On
    confirmation it gets the next integer id (from 1, so tentative tracks burn none) and
    its held-back detections are back-filled into the earlier frames: inside the current

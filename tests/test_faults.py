@@ -1,0 +1,254 @@
+"""Failure semantics with real processes: replicas that exit, are killed, run out of memory
+or hang; a GPU that runs out of memory; clients that go away. Every job either finishes
+with the same result as an undisturbed run or fails with its documented code.
+
+One application serves every scenario: faults are configured server-side and each one is
+aimed at uploads of a given file name (tests pick the scenario by naming the upload).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from pose_pipeline import synthetic
+from serve_helpers import (ServeCluster, job_store, replica_processes, spool_files, submit, wait_job,
+                           wait_until)
+
+pytestmark = [pytest.mark.serve, pytest.mark.slow]
+
+SIZE = (320, 180)
+CHUNK_FRAMES = 10
+CHUNK_TIMEOUT_S = 20  # past a replica's restart on a loaded two-core machine
+MEMORY_LIMIT = 1536 * 2**20
+
+FAULTS = [
+    {"kind": "exit", "chunk": 1, "filename": "exit-once.mp4", "times": 1},
+    {"kind": "exit", "chunk": 1, "filename": "exit-always.mp4", "times": 3},
+    {"kind": "host_oom", "chunk": 1, "filename": "host-oom-once.mp4", "times": 1},
+    {"kind": "host_oom", "chunk": 1, "filename": "host-oom-always.mp4", "times": 3},
+    {"kind": "gpu_oom", "chunk": 1, "filename": "gpu-oom-halve.mp4", "above_batch": 3, "times": 1},
+    {"kind": "gpu_oom", "chunk": 1, "filename": "gpu-oom-fail.mp4", "above_batch": 0, "times": 1},
+    {"kind": "hang", "chunk": 1, "filename": "hang.mp4", "times": 1},
+]
+
+
+@pytest.fixture(scope="module")
+def tmp_module(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("faults")
+
+
+@pytest.fixture(scope="module")
+def service(tmp_module):
+    store = tmp_module / "store"
+    settings = {
+        "decode": {"chunk_bytes": SIZE[0] * SIZE[1] * 3 * CHUNK_FRAMES, "max_side": None},
+        "jobs": {"chunk_timeout_s": CHUNK_TIMEOUT_S, "max_chunk_retries": 2, "lease_s": 3},
+        "tracking": {"memory_limit_bytes": MEMORY_LIMIT, "faults": FAULTS},
+        "store": {"root": str(store)},
+    }
+    tracking = {"num_replicas": 2, "health_check_period_s": 1, "health_check_timeout_s": 5,
+                "ray_actor_options": {"num_cpus": 0.05, "num_gpus": 0.5}}
+    cluster = ServeCluster(num_gpus=1).start()
+    try:
+        cluster.deploy("pose", settings, {"Tracking": tracking})
+        with httpx.Client(base_url=cluster.url(), timeout=180) as http:
+            wait_until(lambda: _ready(http), 120, 1, "the application")
+            yield http, store
+    finally:
+        cluster.stop()
+
+
+def _ready(http: httpx.Client) -> bool:
+    try:
+        return http.get("/readyz").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def video(tmp_module) -> Path:
+    return synthetic.write_video(tmp_module / "people.mp4", synthetic.demo_scene(duration_s=4, size=SIZE, fps=15))
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_module) -> Path:
+    return synthetic.write_video(tmp_module / "long.mp4", synthetic.demo_scene(duration_s=40, size=SIZE, fps=15))
+
+
+def _offline(video: Path, out: Path) -> dict:
+    subprocess.run([sys.executable, "-m", "pose_pipeline.cli", "track", str(video), "-o", str(out)],
+                   check=True, capture_output=True, env={"POSE_PIPELINE_DECODE__MAX_SIDE": "null",
+                                                         "PATH": "/usr/bin:/bin"})
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def reference(video, tmp_module) -> dict:
+    return _offline(video, tmp_module / "reference.json")
+
+
+@pytest.fixture(scope="module")
+def long_reference(long_video, tmp_module) -> dict:
+    return _offline(long_video, tmp_module / "long-reference.json")
+
+
+def _result(http: httpx.Client, job_id: str) -> dict:
+    return http.get(f"/v1/jobs/{job_id}/result").json()
+
+
+def _tracking_pids() -> set[int]:
+    """The tracking replicas' PIDs, once both are up (an earlier test may have killed one)."""
+    wait_until(lambda: len(replica_processes("pose", "Tracking")) == 2, 180, 0.5, "two tracking replicas")
+    return {p.pid for p in replica_processes("pose", "Tracking")}
+
+
+def _run(http, video: Path, name: str) -> dict:
+    return wait_job(http, submit(http, video, name=name)["job_id"], timeout_s=180)
+
+
+def _kill_mid_job(http, video: Path, deployment: str) -> dict:
+    """Start a long job, SIGKILL every replica of ``deployment`` after a few chunks."""
+    job = submit(http, video, name=f"kill-{deployment}.mp4")
+    wait_until(lambda: http.get(f"/v1/jobs/{job['job_id']}").json()["progress"]["chunks_done"] >= 3, 60, 0.05,
+               "three chunks")
+    victims = replica_processes("pose", deployment)
+    assert victims, f"no {deployment} replica found"
+    for process in victims:
+        process.kill()
+    psutil.wait_procs(victims, timeout=10)
+    done = wait_job(http, job["job_id"], timeout_s=180)
+    assert done["state"] == "succeeded", done
+    return done
+
+
+# 1. a tracking replica dies ----------------------------------------------------------------
+
+
+def test_replica_exit_mid_job_resumes_with_identical_result(service, video, reference):
+    http, _ = service
+    done = _run(http, video, "exit-once.mp4")
+    assert done["state"] == "succeeded" and done["retries"] == 1, done
+    assert _result(http, done["job_id"]) == reference
+
+
+def test_tracking_replicas_killed_from_outside(service, long_video, long_reference):
+    # Killed while a chunk runs, the chunk is retried; killed between chunks, the next chunk
+    # waits for the replacements. Either way the new replicas restore the checkpoint.
+    http, _ = service
+    before = _tracking_pids()
+    done = _kill_mid_job(http, long_video, "Tracking")
+    assert _result(http, done["job_id"]) == long_reference
+    assert not before & {p.pid for p in replica_processes("pose", "Tracking")}
+
+
+def test_repeated_deaths_fail_with_worker_died_and_503(service, video):
+    http, _ = service
+    response = http.post("/v1/track", params={"filename": "exit-always.mp4"}, content=video.read_bytes(),
+                         headers={"Content-Type": "video/mp4"})
+    assert response.status_code == 503, response.text
+    error = response.json()["error"]
+    assert error["code"] == "worker_died" and error["attempts"] == 3 and error["chunk"] == 1
+    assert response.headers["Retry-After"]
+
+
+# 2. host out of memory ---------------------------------------------------------------------
+
+
+def test_memory_limit_fails_the_chunk_before_anything_is_killed(service, video, reference):
+    http, _ = service
+    pids = _tracking_pids()
+    done = _run(http, video, "host-oom-once.mp4")
+    assert done["state"] == "succeeded" and done["retries"] == 1
+    assert _result(http, done["job_id"]) == reference
+    failed = _run(http, video, "host-oom-always.mp4")
+    assert failed["state"] == "failed" and failed["error"]["code"] == "out_of_memory"
+    assert "tracking.memory_limit_bytes" in failed["error"]["message"]
+    assert failed["error"]["limit_bytes"] == MEMORY_LIMIT
+    assert _tracking_pids() == pids, "a replica was killed"
+
+
+# 3. CUDA out of memory ---------------------------------------------------------------------
+
+
+def test_gpu_oom_halves_the_batch_and_gives_the_same_result(service, video, reference):
+    http, _ = service
+    done = _run(http, video, "gpu-oom-halve.mp4")
+    assert done["state"] == "succeeded" and done["retries"] == 0
+    assert _result(http, done["job_id"]) == reference
+
+
+def test_gpu_oom_at_batch_one_fails_the_job_and_the_replica_stays(service, video, reference):
+    http, _ = service
+    pids = _tracking_pids()
+    failed = _run(http, video, "gpu-oom-fail.mp4")
+    assert failed["state"] == "failed" and failed["error"]["code"] == "gpu_out_of_memory"
+    assert failed["error"]["batch_size"] == 1 and failed["retries"] == 0
+    after = _run(http, video, "after-gpu-oom.mp4")
+    assert after["state"] == "succeeded" and _result(http, after["job_id"]) == reference
+    assert _tracking_pids() == pids
+
+
+# 4. hang -----------------------------------------------------------------------------------
+
+
+def test_hung_chunk_times_out_and_the_replica_is_replaced(service, video, reference):
+    http, _ = service
+    before = _tracking_pids()
+    done = _run(http, video, "hang.mp4")
+    assert done["state"] == "succeeded" and done["retries"] == 1, done
+    assert _result(http, done["job_id"]) == reference
+    # The replica stuck in the hung chunk fails its health check and is replaced.
+    wait_until(lambda: len(before - {p.pid for p in replica_processes("pose", "Tracking")}) == 1, 120, 0.5,
+               "the hung replica to be replaced")
+    _tracking_pids()
+
+
+# 5, 6. decode, aggregation and ingress replicas die ----------------------------------------
+
+
+@pytest.mark.parametrize("deployment", ["Decode", "Aggregation", "Ingress"])
+def test_other_replicas_killed_mid_job(service, long_video, long_reference, deployment):
+    http, _ = service
+    done = _kill_mid_job(http, long_video, deployment)
+    assert _result(http, done["job_id"]) == long_reference
+
+
+# 9. clients that go away -------------------------------------------------------------------
+
+
+def test_client_disconnect_mid_upload_leaves_nothing(service):
+    http, store = service
+
+    def body():
+        for _ in range(30):
+            yield b"\x00" * 100_000
+        raise ConnectionAbortedError("client gave up")
+
+    with pytest.raises(Exception):
+        http.post("/v1/jobs", content=body(), headers={"Content-Type": "video/mp4"})
+    wait_until(lambda: spool_files(store) == [], 20, 0.2, "the spool to be empty")
+
+
+def test_client_disconnect_mid_sync_request_cancels_the_job(service, long_video):
+    http, store = service
+    with pytest.raises(httpx.ReadTimeout):
+        http.post("/v1/track", params={"filename": "walk-away.mp4"}, content=long_video.read_bytes(),
+                  headers={"Content-Type": "video/mp4"}, timeout=httpx.Timeout(60, read=1.5))
+    jobs = job_store(store)
+
+    def cancelled():
+        mine = [r for r in jobs.recent() if r.filename == "walk-away.mp4"]
+        return mine and mine[0].state.value == "cancelled" and mine[0]
+
+    record = wait_until(cancelled, 30, 0.3, "the job to be cancelled")
+    assert record.frames_done < record.frames_total
+    assert not (store / "jobs" / record.id).exists()
