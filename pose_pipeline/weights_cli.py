@@ -39,7 +39,7 @@ def add_weights_commands(subparsers) -> None:
         sub.add_argument("--smpl-model-path")
         sub.add_argument("--detector-cache", help="detectron2 cache (default $FVCORE_CACHE or ~/.torch/iopath_cache)")
         sub.add_argument("--config", help="service configuration YAML (reads engine.options)")
-        sub.set_defaults(func=handler)
+        sub.set_defaults(run=handler)
 
 
 def paths_from_args(args: argparse.Namespace) -> WeightPaths:

@@ -1,0 +1,59 @@
+"""serve_config.yaml (production) and serve_config.cpu.yaml (embedded default) are valid Serve
+configs whose application builds, and they describe the same application."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from ray.serve.schema import ServeDeploySchema
+
+from deployments.app import build_app
+from pose_pipeline.config import Settings
+from pose_pipeline.service_cli import ServeConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ["serve_config.yaml", "serve_config.cpu.yaml"]
+DEPLOYMENTS = {"Ingress", "Decode", "Tracking", "Aggregation"}
+
+
+def _load(name: str) -> dict:
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_validates_against_rays_schema(name):
+    schema = ServeDeploySchema.parse_obj(_load(name))
+    (app,) = schema.applications
+    assert app.import_path == "deployments.app:build_app"
+    assert {d.name for d in app.deployments} == DEPLOYMENTS
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_application_builds_with_the_configs_args_and_options(name):
+    config = ServeConfig.load(ROOT / name)
+    Settings.from_dict(config.args["settings"])  # valid settings, no unknown key
+    app = build_app(config.args, config.deployments)
+    deployments = {d.name: d for d in _deployments(app)}
+    assert set(deployments) == DEPLOYMENTS
+    for deployment_name, options in config.deployments.items():
+        actor_options = options.get("ray_actor_options", {})
+        for key, value in actor_options.items():
+            assert deployments[deployment_name].ray_actor_options[key] == value
+
+
+def _deployments(app):
+    # An Application wraps the ingress deployment; the others are its bound arguments.
+    root = app._bound_deployment
+    return [root, *(arg._bound_deployment for arg in root.init_args[1:])]
+
+
+def test_production_tracking_is_gpu_pinned_and_cpu_config_needs_no_gpu():
+    production = {d["name"]: d for d in _load("serve_config.yaml")["applications"][0]["deployments"]}
+    cpu = {d["name"]: d for d in _load("serve_config.cpu.yaml")["applications"][0]["deployments"]}
+    gpus = production["Tracking"]["ray_actor_options"]["num_gpus"]
+    assert 0 < gpus < 1, "tracking replicas share GPUs"
+    memory = production["Tracking"]["ray_actor_options"]["memory"]
+    limit = _load("serve_config.yaml")["applications"][0]["args"]["settings"]["tracking"]["memory_limit_bytes"]
+    assert limit <= memory, "the replica's own limit must not exceed what Ray reserves for it"
+    assert all("num_gpus" not in d.get("ray_actor_options", {}) for d in cpu.values())
+    assert _load("serve_config.cpu.yaml")["applications"][0]["args"]["settings"]["engine"]["name"] == "motion"
