@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import common
 
@@ -32,12 +33,28 @@ def one_run(path, port, chunk_bytes: int | None) -> dict:
         service.settings["decode"]["chunk_bytes"] = chunk_bytes
     with service as svc:
         pids = svc.processes()
-        before = {name: max(common.peak_rss_bytes(pid) for pid in pids[name]) for name in pids}
+        before = _peaks(pids)
         with common.RssSampler(pids, period_s=0.2) as sampler:
             job = svc.run_job(path)
-        peak = {name: max(common.peak_rss_bytes(pid) for pid in pids[name]) for name in pids}
+        peak = _peaks(pids)
+        gone = {name: [pid for pid in pids[name] if not Path(f"/proc/{pid}").exists()] for name in pids}
         return {"job": job, "peak_bytes": peak, "peak_before_job_bytes": before,
-                "sampled_peak_bytes": sampler.by_name(), "start_rss_bytes": sampler.by_name(sampler.first)}
+                "sampled_peak_bytes": sampler.by_name(), "start_rss_bytes": sampler.by_name(sampler.first),
+                "exited": {k: v for k, v in gone.items() if v}}
+
+
+def _peaks(pids: dict[str, list[int]]) -> dict[str, int]:
+    """VmHWM by name; a process that has exited (a replica replaced) counts as 0."""
+    peaks = {}
+    for name, group in pids.items():
+        values = []
+        for pid in group:
+            try:
+                values.append(common.peak_rss_bytes(pid))
+            except (OSError, RuntimeError):
+                values.append(0)
+        peaks[name] = max(values)
+    return peaks
 
 
 def main() -> int:

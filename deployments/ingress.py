@@ -32,7 +32,7 @@ from pose_pipeline.errors import (ALL_ERRORS, InternalError, InvalidOption, JobN
 from pose_pipeline.jobs import RETRY_AFTER_S, ChunkReceipt, ChunkTask, JobObserver, JobRunner
 from pose_pipeline.pipeline import JobOptions, decode_options, expected_frames
 from pose_pipeline.serialize import MEDIA_TYPES
-from pose_pipeline.store import JobRecord, JobState, new_job_id
+from pose_pipeline.store import JobRecord, JobState, JobStore, new_job_id
 from pose_pipeline.uploads import receive, too_large
 
 from .common import as_pipeline_error, log, open_store
@@ -103,23 +103,51 @@ class RayStages:
 class MetricsObserver(JobObserver):
     """Job events as metrics and one JSON log line each (job_id, state, stage, code)."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, store: JobStore | None = None) -> None:
         self.metrics = metrics
+        self.store = store
+        self._measuring: asyncio.Task | None = None
+        self._stale = False
+
+    def update_store_bytes(self) -> None:
+        """Measure the store (``pose_result_store_bytes``) in a thread, off the event loop;
+        requests that arrive during a measurement are folded into one more."""
+        if self.store is None:
+            return
+        self._stale = True
+        if self._measuring is None or self._measuring.done():
+            self._measuring = asyncio.get_running_loop().create_task(self._measure())
+
+    async def _measure(self) -> None:
+        while self._stale:
+            self._stale = False
+            try:
+                usage = await asyncio.to_thread(self.store.usage_bytes)
+            except OSError:  # a file removed while the store was walked: the next update has it
+                continue
+            self.metrics.result_store_bytes.set(usage)
 
     def state_changed(self, record: JobRecord, **extra: Any) -> None:
         fields = {"pose_job_id": record.id, "state": record.state.value, "stage": record.stage,
                   "frames_done": record.frames_done, **extra}
         log.info("job %s %s", record.id, record.state.value, extra=fields)
         if record.state.terminal:
-            code = (record.error or {}).get("code", "")
+            error = record.error or {}
+            code = error.get("code", "")
             self.metrics.jobs_finished.inc(tags={"state": record.state.value, "code": code})
             self.metrics.job_duration.observe(time.time() - record.created_at, tags={"state": record.state.value})
+            if code == "out_of_memory" and error.get("kind") == "node":
+                self.metrics.oom_events.inc(tags={"kind": "node"})  # the last attempt: not retried
+        if record.state.terminal or record.state is JobState.queued:
+            self.update_store_bytes()  # an upload arrived, or work files were removed
 
     def chunk_retry(self, record: JobRecord, error: PipelineError) -> None:
         super().chunk_retry(record, error)
         self.metrics.chunk_retries.inc(tags={"code": error.code})
-        if error.code == "out_of_memory":
-            self.metrics.oom_events.inc(tags={"kind": error.details.get("kind", "host")})
+        # Host and GPU OOMs are counted by the Tracking replica that caught them; a node OOM
+        # (Ray's memory monitor killed the worker) only here, where the error arrives.
+        if error.code == "out_of_memory" and error.details.get("kind") == "node":
+            self.metrics.oom_events.inc(tags={"kind": "node"})
 
     def queue_changed(self, queued: int, running: int) -> None:
         self.metrics.jobs_in_state.set(queued, tags={"state": "queued"})
@@ -139,11 +167,19 @@ class Ingress:
         self.metrics = Metrics.create()
         owner = f"ingress-{os.getpid()}-{new_job_id()[:8]}"
         self.runner = JobRunner(self.store, RayStages(decode, tracking, aggregation), settings.jobs, owner,
-                                MetricsObserver(self.metrics))
+                                MetricsObserver(self.metrics, self.store))
         self.runner.start()
+        self._store_gauge = asyncio.create_task(self._refresh_store_bytes())
 
     async def __del__(self) -> None:
+        self._store_gauge.cancel()
         await self.runner.stop()
+
+    async def _refresh_store_bytes(self, period_s: float = 60.0) -> None:
+        """``pose_result_store_bytes`` also falls when jobs expire or are deleted."""
+        while True:
+            self.runner.observer.update_store_bytes()
+            await asyncio.sleep(period_s)
 
     # --- helpers ---------------------------------------------------------------------------
 

@@ -133,8 +133,19 @@ class Frame:
                    tuple(Person.from_dict(p) for p in d["people"]))
 
 
+class _Record:
+    """to_dict/from_dict for dataclasses whose fields are plain JSON values."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        return cls(**{name: d[name] for name in cls.__dataclass_fields__ if name in d})
+
+
 @dataclass(frozen=True)
-class TrackSummary:
+class TrackSummary(_Record):
     track_id: int
     first_frame: int
     last_frame: int
@@ -150,7 +161,7 @@ class TrackSummary:
 
 
 @dataclass(frozen=True)
-class EngineInfo:
+class EngineInfo(_Record):
     name: str
     version: str
     #: What the engine computes, in words (the CPU engine says it is no pose model).
@@ -160,12 +171,6 @@ class EngineInfo:
     #: Joint set of ``joints_3d``/``joints_2d`` (see docs/result-schema.md), None if absent.
     joint_format: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EngineInfo":
-        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -185,7 +190,7 @@ class CameraModel:
 
 
 @dataclass(frozen=True)
-class VideoInfo:
+class VideoInfo(_Record):
     """The source video as the service saw it. Width/height are after rotation."""
 
     width: int
@@ -197,16 +202,10 @@ class VideoInfo:
     codec: str
     container: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "VideoInfo":
-        return cls(**d)
 
 
 @dataclass(frozen=True)
-class Processing:
+class Processing(_Record):
     """How the video was processed: sampling and the size of the frames the engine saw."""
 
     fps: float | None
@@ -216,12 +215,6 @@ class Processing:
     start_s: float | None = None
     end_s: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Processing":
-        return cls(**d)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,11 @@ modules and benchmarks on the same machine do not collide.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
 import time
 from contextlib import closing
 from pathlib import Path
@@ -82,6 +85,21 @@ def replica_processes(app: str, deployment: str) -> list[psutil.Process]:
         if title in cmdline and "ray::" in cmdline:
             found.append(proc)
     return found
+
+
+def is_ready(client: httpx.Client) -> bool:
+    try:
+        return client.get("/readyz").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def offline_result(video: Path, out: Path, *args: str) -> dict:
+    """The offline CLI's result for ``video`` (frames at source size, as the tests' apps use)."""
+    subprocess.run([sys.executable, "-m", "pose_pipeline.cli", "track", str(video), "-o", str(out), *args],
+                   check=True, capture_output=True, env={"POSE_PIPELINE_DECODE__MAX_SIDE": "null",
+                                                         "PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    return json.loads(out.read_text())
 
 
 def wait_until(predicate, timeout_s: float, interval_s: float = 0.2, what: str = "condition"):

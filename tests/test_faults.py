@@ -8,11 +8,6 @@ aimed at uploads of a given file name (tests pick the scenario by naming the upl
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -20,8 +15,8 @@ import psutil
 import pytest
 
 from pose_pipeline import synthetic
-from serve_helpers import (ServeCluster, job_store, replica_processes, spool_files, submit, wait_job,
-                           wait_until)
+from serve_helpers import (ServeCluster, is_ready, job_store, offline_result, replica_processes, spool_files,
+                           submit, wait_job, wait_until)
 
 pytestmark = [pytest.mark.serve, pytest.mark.slow]
 
@@ -61,17 +56,10 @@ def service(tmp_module):
     try:
         cluster.deploy("pose", settings, {"Tracking": tracking})
         with httpx.Client(base_url=cluster.url(), timeout=180) as http:
-            wait_until(lambda: _ready(http), 120, 1, "the application")
+            wait_until(lambda: is_ready(http), 120, 1, "the application")
             yield http, store
     finally:
         cluster.stop()
-
-
-def _ready(http: httpx.Client) -> bool:
-    try:
-        return http.get("/readyz").status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -84,21 +72,14 @@ def long_video(tmp_module) -> Path:
     return synthetic.write_video(tmp_module / "long.mp4", synthetic.demo_scene(duration_s=40, size=SIZE, fps=15))
 
 
-def _offline(video: Path, out: Path) -> dict:
-    subprocess.run([sys.executable, "-m", "pose_pipeline.cli", "track", str(video), "-o", str(out)],
-                   check=True, capture_output=True, env={"POSE_PIPELINE_DECODE__MAX_SIDE": "null",
-                                                         "PATH": "/usr/bin:/bin"})
-    return json.loads(out.read_text())
-
-
 @pytest.fixture(scope="module")
 def reference(video, tmp_module) -> dict:
-    return _offline(video, tmp_module / "reference.json")
+    return offline_result(video, tmp_module / "reference.json")
 
 
 @pytest.fixture(scope="module")
 def long_reference(long_video, tmp_module) -> dict:
-    return _offline(long_video, tmp_module / "long-reference.json")
+    return offline_result(long_video, tmp_module / "long-reference.json")
 
 
 def _result(http: httpx.Client, job_id: str) -> dict:
