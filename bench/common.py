@@ -313,6 +313,19 @@ def rss_bytes(pid: int) -> int:
     return psutil.Process(pid).memory_info().rss
 
 
+def rss_parts(pid: int) -> dict[str, int]:
+    """RssAnon (private memory), RssFile and RssShmem of a process, from /proc/PID/status.
+    A Ray worker's RSS counts the pages of the shared object store it has touched
+    (RssShmem): memory of the node's object store, not of the process."""
+    parts = {}
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(("RssAnon:", "RssFile:", "RssShmem:")):
+                key, value = line.split()[:2]
+                parts[key.rstrip(":")] = int(value) * 1024
+    return parts
+
+
 def peak_rss_bytes(pid: int) -> int:
     """The kernel's high-water mark of the process's resident set (VmHWM): its true peak
     since it started, not a sample."""
@@ -331,6 +344,8 @@ class RssSampler:
         self.period_s = period_s
         self.peak: dict[int, int] = {}
         self.first: dict[int, int] = {}
+        self.peak_anon: dict[int, int] = {}  # private memory (RssAnon)
+        self.peak_shmem: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -351,6 +366,9 @@ class RssSampler:
                     rss = rss_bytes(pid)
                     self.first.setdefault(pid, rss)
                     self.peak[pid] = max(self.peak.get(pid, 0), rss)
+                    parts = rss_parts(pid)
+                    self.peak_anon[pid] = max(self.peak_anon.get(pid, 0), parts.get("RssAnon", 0))
+                    self.peak_shmem[pid] = max(self.peak_shmem.get(pid, 0), parts.get("RssShmem", 0))
 
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):

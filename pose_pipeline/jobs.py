@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from .config import JobSettings
-from .errors import ChunkTimeout, InternalError, JobCancelled, Overloaded, PipelineError
+from .errors import ChunkTimeout, InternalError, JobCancelled, Overloaded, PipelineError, WorkerDied
 from .store import JobRecord, JobState, JobStore
 from .video import DecodeCursor, DecodeOptions, VideoProbe
 
@@ -158,7 +158,11 @@ class JobRunner:
     def _spawn(self, job_id: str) -> None:
         task = asyncio.create_task(self._run(job_id), name=f"job-{job_id}")
         self._tasks[job_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
+        task.add_done_callback(lambda _: self._forget(job_id))
+        self._report_queue()
+
+    def _forget(self, job_id: str) -> None:
+        self._tasks.pop(job_id, None)
         self._report_queue()
 
     async def _run(self, job_id: str) -> None:
@@ -209,12 +213,19 @@ class JobRunner:
         self.store.update(job_id, results=results)
 
     async def _run_chunk(self, record: JobRecord, task: ChunkTask) -> ChunkReceipt:
-        for attempt in range(self.settings.max_chunk_retries + 1):
+        interrupted = record.chunk_attempts  # attempts by a runner that died before they ended
+        if interrupted:
+            record = self.store.update(record.id, retries=record.retries + 1)
+        for attempt in range(interrupted, self.settings.max_chunk_retries + 1):
             if self.store.get(record.id).cancel_requested:
                 raise asyncio.CancelledError
+            self.store.update(record.id, chunk_attempts=attempt + 1)
             try:
-                return await asyncio.wait_for(self.stages.run_chunk(_with_attempt(task, attempt)),
-                                              self.settings.chunk_timeout_s)
+                receipt = await asyncio.wait_for(self.stages.run_chunk(_with_attempt(task, attempt)),
+                                                 self.settings.chunk_timeout_s)
+                # The commit reset the count, unless this was a retry of an already committed chunk
+                self.store.update(record.id, chunk_attempts=0)
+                return receipt
             except asyncio.TimeoutError:
                 error: PipelineError = ChunkTimeout(
                     f"chunk {task.chunk_index} took longer than {self.settings.chunk_timeout_s:.0f} s "
@@ -228,7 +239,12 @@ class JobRunner:
             record = self.store.update(record.id, retries=self.store.get(record.id).retries + 1)
             self.observer.chunk_retry(record, error)
             await asyncio.sleep(RETRY_PAUSE_S * (attempt + 1))  # let a replacement replica start
-        raise AssertionError("unreachable")
+        # Every attempt was cut short by the death of the runner itself (its ingress replica,
+        # e.g. killed by the node's memory monitor along with the workers): its cause died with it.
+        raise WorkerDied(f"chunk {task.chunk_index} was attempted {interrupted} times and each time the job's "
+                         "runner (an ingress replica) died before the attempt ended; this happens when the "
+                         "node runs out of memory: use a smaller max_side or chunk, or more memory",
+                         chunk=task.chunk_index, attempts=interrupted)
 
     def _end(self, job_id: str, state: JobState, error: PipelineError | None, started: float) -> None:
         now = time.time()

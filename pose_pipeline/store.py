@@ -73,6 +73,9 @@ class JobRecord:
     lease_until: float = 0.0
     cancel_requested: bool = False
     retries: int = 0
+    #: Attempts dispatched for the next chunk, counted before each one starts, so that a
+    #: runner taking over a job also counts attempts its dead predecessor made.
+    chunk_attempts: int = 0
     results: dict[str, int] = field(default_factory=dict)  # format -> bytes
 
 
@@ -233,7 +236,7 @@ class LocalJobStore(JobStore):
         with self._connect() as db:
             db.execute(
                 "UPDATE jobs SET chunks_done = ?, frames_done = frames_done + ?, cursor = ?, decoded_all = ?, "
-                "updated_at = ? WHERE id = ? AND chunks_done = ?",
+                "chunk_attempts = 0, updated_at = ? WHERE id = ? AND chunks_done = ?",
                 [chunk_index + 1, frames, json.dumps(cursor), is_last, time.time(), job_id, chunk_index])
         # Keep the newest checkpoint and the one before this chunk: a retry of this chunk
         # (its commit done, but the reply lost) starts again from the latter.

@@ -320,6 +320,39 @@ def test_a_job_left_by_a_dead_runner_is_adopted_and_resumed(store, video, refere
     assert_succeeded_with(store, asyncio.run(main()), reference)
 
 
+def test_attempts_by_runners_that_died_count_against_the_retry_budget(store, video):
+    # Each runner "dies" during chunk 2 (as when the node's memory monitor kills the ingress
+    # with the workers); the runner that adopts the job after the last one gives up.
+    record = new_job(store, video)
+    settings = job_settings(lease_s=0.5)
+
+    async def die_during_chunk_2(number: int) -> None:
+        owner = f"runner-{number}"
+        stages = ScriptedStages(local_stages(store), at=2, sleep_s=3600.0)
+        runner = JobRunner(store, stages, settings, owner=owner)
+        if number == 0:
+            runner.submit(record)
+        else:
+            runner.start()  # adopts the job once the previous runner's lease has expired
+        await asyncio.wait_for(stages.reached.wait(), 20)
+        await runner.stop()
+
+    async def main() -> JobRecord:
+        for number in range(settings.max_chunk_retries + 1):
+            await die_during_chunk_2(number)
+        heir = JobRunner(store, ScriptedStages(local_stages(store)), settings, owner="heir")
+        heir.start()
+        try:
+            return await asyncio.wait_for(heir.wait(record.id, poll_s=0.05), 20)
+        finally:
+            await heir.stop()
+
+    ended = asyncio.run(main())
+    assert ended.state is JobState.failed and ended.error["code"] == "worker_died"
+    assert ended.error["chunk"] == 2 and ended.error["attempts"] == settings.max_chunk_retries + 1
+    assert ended.retries == settings.max_chunk_retries + 1
+
+
 # --- fault injection and memory guard ------------------------------------------------------------
 
 

@@ -159,7 +159,7 @@ def test_the_jobs_did_what_the_video_holds(jobs, scene):
         assert job["progress"]["chunks_done"] == -(-scene.frame_count // CHUNK_FRAMES)
     failed = jobs["failed"]["progress"]
     assert failed["frames_done"] == CHUNK_FRAMES and failed["chunks_done"] == 1
-    assert jobs["refused"]["error"]["code"] in ("corrupt_video", "unsupported_codec", "unsupported_media_type")
+    assert jobs["refused"]["error"]["code"] == "not_a_media_file"
 
 
 def test_counters_match_the_jobs(jobs, scrape):
@@ -189,10 +189,17 @@ def test_histogram_buckets_are_consistent(scrape):
         assert total(scrape, "ray_pose_chunk_latency_seconds_sum", stage=stage) > 0
 
 
-def test_gauges_are_exported(cluster, scrape):
-    # The job runner's gauge: nothing queued or running any more, one series per state.
+def test_jobs_gauge_is_exported(scrape):
+    jobs = {l["state"]: v for n, l, v in scrape if n == "ray_pose_jobs"}
+    assert set(jobs) == {"queued", "running"} and jobs["running"] == 0
+
+
+def test_jobs_gauge_is_zero_when_idle(scrape):
     jobs = {l["state"]: v for n, l, v in scrape if n == "ray_pose_jobs"}
     assert jobs == {"queued": 0.0, "running": 0.0}
+
+
+def test_gauges_are_exported(cluster, scrape):
     store = [v for n, _, v in scrape if n == "ray_pose_result_store_bytes"]
     assert len(store) == 1 and store[0] > 0
     actual = job_store(cluster.store).usage_bytes()
@@ -228,7 +235,7 @@ def _log_records(cluster, deployment: str, job_id: str) -> list[dict]:
                 continue
             if record.get("pose_job_id") == job_id:
                 records.append(record)
-    return records
+    return sorted(records, key=lambda r: r["timestamp_ns"])  # replicas write separate files
 
 
 def test_json_logs_follow_a_job(cluster, jobs):
@@ -240,7 +247,8 @@ def test_json_logs_follow_a_job(cluster, jobs):
 
     ingress = wait_until(states, 20, 0.5, "the Ingress log lines")
     assert [r["state"] for r in ingress] == ["queued", "running", "succeeded"], ingress
-    assert all(r["levelname"] == "INFO" and r["deployment"] == "Ingress" for r in ingress)
+    # Serve's JSON formatter names the deployment "<app>_<deployment>" in log records.
+    assert all(r["levelname"] == "INFO" and r["deployment"] == "pose_Ingress" and r["replica"] for r in ingress)
     tracking = _log_records(cluster, "Tracking", job["job_id"])
     assert sorted(r["chunk"] for r in tracking) == list(range(job["progress"]["chunks_done"])), tracking
     assert sum(r["frames"] for r in tracking) == job["progress"]["frames_done"]

@@ -301,7 +301,7 @@ def test_cli_parses_and_checks(tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="pose-pipeline")
     weights_cli.add_weights_commands(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["weights", "check", "--weights-dir", str(tmp_path), "--detector-cache", str(tmp_path)])
-    assert args.func(args) == 1
+    assert args.run(args) == 1
     assert "MISSING" in capsys.readouterr().out
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import media
 from pose_pipeline import synthetic
 from serve_helpers import (ServeCluster, is_ready, offline_result, replica_processes, spool_files, submit,
                            wait_job, wait_until)
@@ -240,3 +241,98 @@ def test_engine_that_cannot_load_is_never_ready_and_says_why(cluster, http, vide
         sync = broken.post("/v1/track", content=video.read_bytes(), headers={"Content-Type": "video/mp4"})
         assert sync.status_code == 503 and sync.json()["error"]["code"] == "engine_unavailable"
         assert sync.json()["error"]["message"] == tracking["message"]
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_module) -> dict[str, Path]:
+    folder = tmp_module / "bad"
+    folder.mkdir()
+    text = folder / "notes.mp4"
+    text.write_text("this is not a video\n" * 50)
+    truncated = media.truncate(media.write_video(folder / "cut.mp4", size=(160, 120), frames=60), 0.5)
+    damaged = media.corrupt_middle(media.write_video(folder / "damaged.mp4", size=(160, 120), frames=90,
+                                                     gop=10), length=4096)
+    return {
+        "text": text,
+        "audio": media.write_audio_only(folder / "audio.m4a"),
+        "truncated": truncated,
+        "damaged": damaged,
+        "ffv1": media.write_video(folder / "lossless.mkv", codec="ffv1", size=(64, 48), frames=5),
+        "wide": media.write_video(folder / "wide.mp4", size=(640, 128), frames=5),
+        "long": media.write_video(folder / "long.mp4", size=(64, 48), fps=2, frames=20),
+    }
+
+
+def _post(client: httpx.Client, body: bytes, content_type: str = "video/mp4", **params) -> httpx.Response:
+    return client.post("/v1/jobs", content=body, params=params, headers={"Content-Type": content_type})
+
+
+def _assert_error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"]
+
+
+@pytest.mark.parametrize("case, status, code", [
+    ("empty", 400, "empty_file"),
+    ("text", 415, "not_a_media_file"),
+    ("audio", 422, "no_video_stream"),
+    ("truncated", 422, "corrupt_video"),
+    ("ffv1", 415, "unsupported_codec"),
+    ("json_body", 415, "unsupported_media_type"),
+    ("malformed_multipart", 400, "invalid_request"),
+    ("path_instead_of_file", 400, "invalid_request"),
+    ("url_as_body", 400, "invalid_request"),
+    ("unknown_option", 422, "invalid_option"),
+    ("bad_option_value", 422, "invalid_option"),
+])
+def test_bad_uploads_get_their_documented_error_and_leave_nothing(http, cluster, bad_files, video, case, status,
+                                                                   code):
+    if case == "empty":
+        response = _post(http, b"")
+    elif case in ("text", "audio", "truncated", "ffv1"):
+        response = _post(http, bad_files[case].read_bytes())
+    elif case == "json_body":
+        response = _post(http, b'{"video": "people.mp4"}', "application/json")
+    elif case == "malformed_multipart":
+        response = _post(http, b"--xyz\r\nnot a header\r\n\r\nbody", "multipart/form-data; boundary=xyz")
+    elif case == "path_instead_of_file":
+        response = http.post("/v1/jobs", data={"file": "/etc/passwd"}, files={"other": ("x", b"1")})
+    elif case == "url_as_body":
+        response = _post(http, b"https://example.com/video.mp4", "application/octet-stream")
+    elif case == "unknown_option":
+        response = _post(http, video.read_bytes(), path="/srv/videos/a.mp4")
+    else:
+        response = _post(http, video.read_bytes(), fps="-3")
+    _assert_error(response, status, code)
+    assert spool_files(cluster.stores["pose"]) == []
+
+
+def test_limits_of_the_strict_app(strict, cluster, bad_files):
+    _assert_error(_post(strict, bad_files["wide"].read_bytes()), 422, "resolution_too_large")
+    _assert_error(_post(strict, bad_files["long"].read_bytes()), 422, "duration_too_long")
+    assert spool_files(cluster.stores["strict"]) == []
+
+
+def test_damage_found_while_decoding_fails_the_job_with_its_position(http, bad_files):
+    job = submit(http, bad_files["damaged"])  # the header and first frame are fine: accepted
+    done = wait_job(http, job["job_id"])
+    assert done["state"] == "failed" and done["error"]["code"] == "corrupt_video", done
+    assert done["error"]["frame"] > 0 and done["error"]["time_s"] > 0
+    _assert_error(http.get(f"/v1/jobs/{job['job_id']}/result"), 409, "job_not_finished")
+
+
+def test_unknown_ids_routes_and_formats(http, video):
+    _assert_error(http.get("/v1/jobs/0123456789abcdef"), 404, "job_not_found")
+    _assert_error(http.get("/v1/jobs/..%2F..%2Fetc"), 404, "job_not_found")
+    _assert_error(http.delete("/v1/jobs/0123456789abcdef"), 404, "job_not_found")
+    assert http.get("/v2/nothing").json()["error"]["code"] == "not_found"
+    _assert_error(http.post("/v1/track", params={"format": "xml"}, content=video.read_bytes(),
+                            headers={"Content-Type": "video/mp4"}), 422, "invalid_option")
+    job = wait_job(http, submit(http, video, formats="json")["job_id"])
+    _assert_error(http.get(f"/v1/jobs/{job['job_id']}/result", params={"format": "npz"}), 422, "invalid_option")
+    assert http.delete(f"/v1/jobs/{job['job_id']}").json()["deleted"] is True
+    _assert_error(http.get(f"/v1/jobs/{job['job_id']}"), 404, "job_not_found")
