@@ -79,6 +79,7 @@ class JobRecord:
     results: dict[str, int] = field(default_factory=dict)  # format -> bytes
 
 
+_DEFAULTS = {f.name: f.default for f in fields(JobRecord) if isinstance(f.default, (int, float, str, bool))}
 _JSON_FIELDS = {"options", "video", "decoding", "cursor", "error", "results"}
 _COLUMNS = [f.name for f in fields(JobRecord)]
 
@@ -152,6 +153,11 @@ class LocalJobStore(JobStore):
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"CREATE TABLE IF NOT EXISTS jobs ({', '.join(_COLUMNS)}, PRIMARY KEY (id))")
+            # A store made by an older version lacks the newer fields: add them (NULL -> default).
+            present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+            for column in _COLUMNS:
+                if column not in present:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
             db.execute("CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state)")
 
     @contextmanager
@@ -324,6 +330,8 @@ def _to_row(values: dict[str, Any] | JobRecord) -> dict[str, Any]:
 
 
 def _from_row(row: dict[str, Any]) -> JobRecord:
+    row = {k: v for k, v in row.items() if v is not None or k not in _DEFAULTS}
+    row = {**_DEFAULTS, **row}
     for key in _JSON_FIELDS:
         if row[key] is not None:
             row[key] = json.loads(row[key])
