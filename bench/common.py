@@ -135,7 +135,7 @@ class LocalService:
         import ray
         from ray import serve
 
-        from deployments.app import build_app
+        from deployments.app import compose
 
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         started = time.perf_counter()
@@ -148,7 +148,7 @@ class LocalService:
         ray.init(**init)
         try:
             serve.start(http_options={"host": "127.0.0.1", "port": self.port})
-            serve.run(build_app({"settings": self.settings}, self.deployments), name="pose",
+            serve.run(compose({"settings": self.settings}, self.deployments), name="pose",
                       route_prefix="/", blocking=False)
             self._wait_ready()
         except BaseException:

@@ -13,11 +13,18 @@ from .ingress import Ingress
 from .tracking import Tracking
 
 
-def build_app(args: dict[str, Any] | None = None,
-              deployment_options: dict[str, dict[str, Any]] | None = None) -> Application:
-    """Compose the four deployments. ``args["settings"]`` is a ``Settings`` mapping;
-    ``deployment_options`` (by deployment name) override the defaults in code, as the
-    ``deployments`` section of a Serve config does for ``serve run``/``serve deploy``."""
+def build_app(args: dict[str, Any]) -> Application:
+    """The builder ``serve run``/``serve deploy`` call (Serve requires exactly one parameter):
+    ``args["settings"]`` is a ``Settings`` mapping; the config's ``deployments`` section is
+    applied by Serve itself."""
+    return compose(args)
+
+
+def compose(args: dict[str, Any] | None = None,
+            deployment_options: dict[str, dict[str, Any]] | None = None) -> Application:
+    """The four deployments bound together. ``deployment_options`` (by deployment name)
+    override the defaults in code, as a Serve config's ``deployments`` section does; used by
+    ``pose-pipeline serve``, the tests and the benchmarks, which deploy from Python."""
     settings = settings_from_args(args)
     options = deployment_options or {}
 

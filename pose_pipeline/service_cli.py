@@ -73,7 +73,7 @@ def start(serve_config: Path | None, host: str, port: int, num_gpus: float | Non
     import ray
     from ray import serve
 
-    from deployments.app import build_app
+    from deployments.app import compose
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local use; see docs/operations.md
     config = ServeConfig.load(serve_config)
@@ -81,7 +81,7 @@ def start(serve_config: Path | None, host: str, port: int, num_gpus: float | Non
         ray.init(num_gpus=num_gpus, include_dashboard=True, dashboard_host="127.0.0.1",
                  logging_level="WARNING", log_to_driver=False)
     serve.start(http_options={**config.http_options, "host": host, "port": port})
-    serve.run(build_app(config.args, config.deployments), name="pose", route_prefix="/", blocking=False,
+    serve.run(compose(config.args, config.deployments), name="pose", route_prefix="/", blocking=False,
               logging_config=config.logging_config)
 
 

@@ -25,7 +25,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 import ray  # noqa: E402
 from ray import serve  # noqa: E402
 
-from deployments.app import build_app  # noqa: E402
+from deployments.app import compose  # noqa: E402
 from pose_pipeline.store import LocalJobStore  # noqa: E402
 
 # Small CPU shares so that every replica of every app fits on a 2-core machine; JSON logs
@@ -60,7 +60,7 @@ class ServeCluster:
                route_prefix: str = "/") -> str:
         options = {d: {**SMALL, **(deployments or {}).get(d, {})}
                    for d in ("Ingress", "Decode", "Tracking", "Aggregation")}
-        serve.run(build_app({"settings": settings}, options), name=name, route_prefix=route_prefix,
+        serve.run(compose({"settings": settings}, options), name=name, route_prefix=route_prefix,
                   blocking=False)
         return self.url(route_prefix)
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from deployments.app import build_app
+from deployments.app import compose
 from pose_pipeline.config import Settings
 from pose_pipeline.service_cli import ServeConfig
 
@@ -32,7 +32,7 @@ def test_config_validates_against_rays_schema(name):
 def test_application_builds_with_the_configs_args_and_options(name):
     config = ServeConfig.load(ROOT / name)
     Settings.from_dict(config.args["settings"])  # valid settings, no unknown key
-    app = build_app(config.args, config.deployments)
+    app = compose(config.args, config.deployments)
     deployments = {d.name: d for d in _deployments(app)}
     assert set(deployments) == DEPLOYMENTS
     for deployment_name, options in config.deployments.items():
@@ -57,3 +57,13 @@ def test_production_tracking_is_gpu_pinned_and_cpu_config_needs_no_gpu():
     assert limit <= memory, "the replica's own limit must not exceed what Ray reserves for it"
     assert all("num_gpus" not in d.get("ray_actor_options", {}) for d in cpu.values())
     assert _load("serve_config.cpu.yaml")["applications"][0]["args"]["settings"]["engine"]["name"] == "motion"
+
+
+def test_build_app_has_the_signature_serve_requires():
+    # `serve run`/`serve deploy` refuse a builder that does not take exactly one parameter.
+    import inspect
+
+    from deployments.app import build_app
+
+    assert len(inspect.signature(build_app).parameters) == 1
+    assert build_app({"settings": {"engine": {"name": "motion"}}}) is not None
