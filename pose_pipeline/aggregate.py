@@ -13,7 +13,7 @@ from typing import Iterable
 
 from .engines.base import ChunkOutput
 from .errors import InternalError
-from .schema import Frame, Person, ResultHeader, TrackSummary
+from .schema import Frame, Person, ResultHeader, TrackSummary, TrackTally
 from .serialize import ResultWriter
 
 
@@ -24,7 +24,7 @@ class ResultAssembler:
         self._writer = writer
         self._holdback = holdback_frames
         self._pending: deque[Frame] = deque()
-        self._tracks: dict[int, list[int]] = {}  # id -> [first, last, detected, predicted]
+        self._tracks = TrackTally()
         self._next_chunk = 0
         self.frames_written = 0
         writer.begin(header)
@@ -45,7 +45,7 @@ class ResultAssembler:
     def finish(self) -> tuple[TrackSummary, ...]:
         while self._pending:
             self._emit(self._pending.popleft())
-        tracks = tuple(TrackSummary(tid, *self._tracks[tid]) for tid in sorted(self._tracks))
+        tracks = self._tracks.summaries()
         self._writer.end(tracks)
         return tracks
 
@@ -62,11 +62,9 @@ class ResultAssembler:
 
     def _emit(self, frame: Frame) -> None:
         people = tuple(p.scaled(*self._scale) for p in sorted(frame.people, key=lambda p: p.track_id))
-        for person in people:
-            stats = self._tracks.setdefault(person.track_id, [frame.index, frame.index, 0, 0])
-            stats[1] = frame.index
-            stats[2 if person.detected else 3] += 1
-        self._writer.frame(Frame(frame.index, frame.source_index, frame.time_s, people))
+        scaled = Frame(frame.index, frame.source_index, frame.time_s, people)
+        self._tracks.add(scaled)
+        self._writer.frame(scaled)
         self.frames_written += 1
 
 

@@ -197,7 +197,7 @@ class JobRunner:
             record = self.store.update(job_id, state=JobState.running, started_at=time.time(),
                                        stage="tracking")
             self.observer.state_changed(record)
-        video = VideoProbe(**{k: v for k, v in record.video.items() if k in VideoProbe.__dataclass_fields__})
+        video = VideoProbe.from_dict(record.video)
         decoding = DecodeOptions(**record.decoding)
         cursor = DecodeCursor.from_dict(record.cursor) if record.cursor else DecodeCursor()
         is_last = record.decoded_all
@@ -221,7 +221,7 @@ class JobRunner:
                 raise asyncio.CancelledError
             self.store.update(record.id, chunk_attempts=attempt + 1)
             try:
-                receipt = await asyncio.wait_for(self.stages.run_chunk(_with_attempt(task, attempt)),
+                receipt = await asyncio.wait_for(self.stages.run_chunk(replace(task, attempt=attempt)),
                                                  self.settings.chunk_timeout_s)
                 # The commit reset the count, unless this was a retry of an already committed chunk
                 self.store.update(record.id, chunk_attempts=0)
@@ -279,7 +279,3 @@ class JobRunner:
 
     def _retry_after(self) -> int:
         return RETRY_AFTER_S
-
-
-def _with_attempt(task: ChunkTask, attempt: int) -> ChunkTask:
-    return replace(task, attempt=attempt)

@@ -266,12 +266,24 @@ class TrackingResult:
                    tuple(TrackSummary.from_dict(t) for t in d["tracks"]))
 
 
-def summarize_tracks(frames) -> tuple[TrackSummary, ...]:
-    """Per-track first/last frame and counts, from frames in index order."""
-    acc: dict[int, list[int]] = {}
-    for frame in frames:
+class TrackTally:
+    """Per-track first/last frame and counts, from frames given in index order."""
+
+    def __init__(self) -> None:
+        self._tracks: dict[int, list[int]] = {}  # id -> [first, last, detected, predicted]
+
+    def add(self, frame: Frame) -> None:
         for person in frame.people:
-            entry = acc.setdefault(person.track_id, [frame.index, frame.index, 0, 0])
+            entry = self._tracks.setdefault(person.track_id, [frame.index, frame.index, 0, 0])
             entry[1] = frame.index
             entry[2 if person.detected else 3] += 1
-    return tuple(TrackSummary(tid, *acc[tid]) for tid in sorted(acc))
+
+    def summaries(self) -> tuple[TrackSummary, ...]:
+        return tuple(TrackSummary(tid, *self._tracks[tid]) for tid in sorted(self._tracks))
+
+
+def summarize_tracks(frames) -> tuple[TrackSummary, ...]:
+    tally = TrackTally()
+    for frame in frames:
+        tally.add(frame)
+    return tally.summaries()

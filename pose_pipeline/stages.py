@@ -179,7 +179,7 @@ class AggregationStage:
         """Assemble the committed chunks into the result files; return their sizes."""
         record = self.store.get(job_id)
         formats = JobOptions.model_validate(record.options).formats
-        video = VideoProbe(**{k: v for k, v in record.video.items() if k in VideoProbe.__dataclass_fields__})
+        video = VideoProbe.from_dict(record.video)
         decoding = DecodeOptions(**record.decoding)
         files = ResultFiles(self.store.result_dir(job_id), formats)
         try:

@@ -89,6 +89,11 @@ class VideoProbe:
         width, height = self.display_size
         return {**asdict(self), "display_width": width, "display_height": height}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "VideoProbe":
+        """The inverse of ``to_dict`` (which adds the derived display size)."""
+        return cls(**{name: d[name] for name in cls.__dataclass_fields__})
+
     def video_info(self) -> VideoInfo:
         width, height = self.display_size
         return VideoInfo(width=width, height=height, fps=round(self.fps, 6),
