@@ -50,7 +50,8 @@ def ours(path, max_side=None, fps=None) -> tuple[int, float]:
     started = time.perf_counter()
     video = probe(path)
     frames = 0
-    with ChunkDecoder(path, video, DecodeOptions(chunk_bytes=CHUNK_BYTES, max_side=max_side, fps=fps)) as decoder:
+    with ChunkDecoder(path, video, DecodeOptions(chunk_bytes=CHUNK_BYTES, max_side=max_side, fps=fps),
+                      reuse_buffer=True) as decoder:  # as the service and the CLI decode
         for chunk in decoder:
             frames += len(chunk)
     return frames, time.perf_counter() - started

@@ -106,7 +106,7 @@ def track_file(path: str | os.PathLike, engine: Engine, settings: Settings, opti
     session = engine.open(spec)
     done = 0
     try:
-        with ChunkDecoder(path, video, decoding) as decoder:
+        with ChunkDecoder(path, video, decoding, reuse_buffer=True) as decoder:
             for chunk in decoder:
                 assembler.add(session.process(chunk))
                 done += len(chunk)

@@ -82,7 +82,9 @@ class DecodeStage:
         started = time.perf_counter()
         decoder = self._decoders.take(task.job_id, task.chunk_index)
         if decoder is None:
-            decoder = ChunkDecoder(self.store.upload_path(task.job_id), task.video, task.decoding, task.cursor)
+            # The returned chunk is copied into the object store before the job asks for the next.
+            decoder = ChunkDecoder(self.store.upload_path(task.job_id), task.video, task.decoding, task.cursor,
+                                   reuse_buffer=True)
         try:
             chunk = decoder.next_chunk()
         except BaseException:

@@ -417,10 +417,16 @@ class ChunkDecoder:
 
     Keep one open to read chunk after chunk; open a new one at a chunk's cursor to resume
     elsewhere (the frames are the same either way).
+
+    With ``reuse_buffer``, every chunk's frames live in one buffer that the next chunk
+    overwrites: for consumers that are done with a chunk before they ask for the next one
+    (the pipeline; the Decode replica, whose return value is copied into the object store).
+    It halves decoding's CPU time at full size: a fresh chunk-sized array is a new mapping
+    from the kernel every time (above glibc's mmap threshold), paid in page faults.
     """
 
     def __init__(self, path: str | os.PathLike, video: VideoProbe, options: DecodeOptions,
-                 cursor: DecodeCursor = DecodeCursor()) -> None:
+                 cursor: DecodeCursor = DecodeCursor(), *, reuse_buffer: bool = False) -> None:
         if options.start_s and video.duration_s and options.start_s >= video.duration_s:
             raise InvalidOption(f"start_s ({options.start_s} s) is not before the end of the video "
                                 f"({video.duration_s:.3f} s)", option="start_s")
@@ -437,6 +443,9 @@ class ChunkDecoder:
         self._last_slot = cursor.last_slot  # fps sampling slot of the last frame selected
         self._window_start = 0.0  # time of the first frame wanted
         self._done = False
+        self._buffer: np.ndarray | None = None  # kept between chunks with reuse_buffer
+        self._reuse_buffer = reuse_buffer
+        self._to_rgb = _RgbConverter()
 
     def __enter__(self) -> "ChunkDecoder":
         return self
@@ -449,6 +458,7 @@ class ChunkDecoder:
             self._container.close()
             self._container = None
         self._frames = None
+        self._buffer = None  # the last chunk's frames keep it alive as long as they need it
 
     def __iter__(self) -> Iterator[FrameChunk]:
         while not self._done:
@@ -466,8 +476,11 @@ class ChunkDecoder:
         width, height = self.frame_size
         # Source-sized output for a quarter turn: the scaler works before the rotation.
         scaled = (width, height) if self._rot90 % 2 == 0 else (height, width)
-        resize = scaled != (self.video.width, self.video.height)
-        buffer = np.empty((self._per_chunk, height, width, 3), dtype=np.uint8)
+        buffer = self._buffer
+        if buffer is None:
+            buffer = np.empty((self._per_chunk, height, width, 3), dtype=np.uint8)
+            if self._reuse_buffer:
+                self._buffer = buffer
         sources = np.empty(self._per_chunk, dtype=np.int64)
         times = np.empty(self._per_chunk, dtype=np.float64)
         count = 0
@@ -477,9 +490,7 @@ class ChunkDecoder:
             if item is None:
                 break
             frame, source_index, pts, time_s, slot = item
-            # AREA averages when shrinking; the default (bilinear) aliases fine detail.
-            image = frame.to_ndarray(width=scaled[0], height=scaled[1], format="rgb24",
-                                     interpolation="AREA" if resize else None)
+            image = self._to_rgb(frame, scaled)
             buffer[count] = np.rot90(image, self._rot90) if self._rot90 else image
             sources[count], times[count] = source_index, time_s
             count += 1
@@ -653,6 +664,45 @@ class ChunkDecoder:
         raise CorruptVideo(f"the video stream ends at frame {decoded} ({end:.3f} s) although its header "
                            f"declares {expected}; the file is cut off or damaged: upload it again",
                            frame=decoded, time_s=round(end, 6))
+
+
+class _RgbConverter:
+    """Decoded frames to RGB arrays, valid until the next call.
+
+    At the source size the conversion runs in an FFmpeg filter graph, whose output frames
+    come from a buffer pool: PyAV's ``reformat`` allocates a fresh frame every time, and at
+    1080p its page faults cost more than the conversion itself (bench/RESULTS.md). Both use
+    swscale with the frame's own colour properties: the pixels are the same (within one
+    level at odd sizes with subsampled chroma, where swscale rounds differently). Resizing stays
+    with ``reformat`` and AREA averaging (the default, bilinear, aliases fine detail).
+    """
+
+    def __init__(self) -> None:
+        self._graph: av.filter.Graph | None = None
+        self._graph_input: tuple = ()
+
+    def __call__(self, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+        if size != (frame.width, frame.height):
+            return frame.to_ndarray(width=size[0], height=size[1], format="rgb24", interpolation="AREA")
+        if frame.format.name == "rgb24":
+            return frame.to_ndarray()
+        graph_input = (frame.width, frame.height, frame.format.name)
+        if graph_input != self._graph_input:  # the first frame, or the stream changed format
+            self._graph = _rgb_graph(*graph_input)
+            self._graph_input = graph_input
+        self._graph.push(frame)
+        return self._graph.pull().to_ndarray()
+
+
+def _rgb_graph(width: int, height: int, pixel_format: str) -> av.filter.Graph:
+    graph = av.filter.Graph()
+    source = graph.add_buffer(width=width, height=height, format=pixel_format, time_base=Fraction(1, 1000))
+    convert = graph.add("format", "rgb24")
+    sink = graph.add("buffersink")
+    source.link_to(convert)
+    convert.link_to(sink)
+    graph.configure()
+    return graph
 
 
 class _Damaged(Exception):
