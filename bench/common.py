@@ -137,7 +137,10 @@ class LocalService:
 
         from deployments.app import compose
 
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        from pose_pipeline.service_cli import LOCAL_CLUSTER_ENV
+
+        for name, value in LOCAL_CLUSTER_ENV.items():  # as `pose-pipeline serve` runs it
+            os.environ.setdefault(name, value)
         started = time.perf_counter()
         init: dict[str, Any] = dict(address="local", num_cpus=self.num_cpus, include_dashboard=False,
                                     logging_level="WARNING", log_to_driver=False,
@@ -344,6 +347,7 @@ class RssSampler:
         self.period_s = period_s
         self.peak: dict[int, int] = {}
         self.first: dict[int, int] = {}
+        self.first_anon: dict[int, int] = {}
         self.peak_anon: dict[int, int] = {}  # private memory (RssAnon)
         self.peak_shmem: dict[int, int] = {}
         self._stop = threading.Event()
@@ -367,6 +371,7 @@ class RssSampler:
                     self.first.setdefault(pid, rss)
                     self.peak[pid] = max(self.peak.get(pid, 0), rss)
                     parts = rss_parts(pid)
+                    self.first_anon.setdefault(pid, parts.get("RssAnon", 0))
                     self.peak_anon[pid] = max(self.peak_anon.get(pid, 0), parts.get("RssAnon", 0))
                     self.peak_shmem[pid] = max(self.peak_shmem.get(pid, 0), parts.get("RssShmem", 0))
 

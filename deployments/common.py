@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 import yaml
 
+import ray._private.state
 import ray.exceptions
 from ray.serve.exceptions import BackPressureError, RayServeException
 
@@ -60,6 +61,20 @@ def as_pipeline_error(exc: BaseException) -> PipelineError:
         if "died" in text or "ActorDiedError" in text or "ActorUnavailableError" in text:
             return _worker_died(text)
     return InternalError(f"{type(exc).__name__}: {str(exc)[:500]}")
+
+
+def runner_death_cause(owner: str) -> PipelineError | None:
+    """Why the ingress replica ``owner`` (``ingress-<actor id>``) died, from Ray's actor
+    table: a kill by the node's memory monitor is recorded there (measured on 2.60); other
+    deaths, or an actor Ray no longer knows, give None."""
+    actor_id = owner.removeprefix("ingress-")
+    try:
+        death = ray._private.state.state.actor_table(actor_id).get("DeathCause")
+    except Exception:  # not a Ray actor id, or the GCS unreachable: the cause stays unknown
+        return None
+    if death is not None and death.HasField("oom_context"):
+        return _node_oom(death.oom_context.error_message)
+    return None
 
 
 def _worker_died(text: str) -> WorkerDied:

@@ -16,26 +16,28 @@ import json
 import os
 import time
 from dataclasses import asdict
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+import ray
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException
 
 from pose_pipeline import __version__
 from pose_pipeline.config import Settings
-from pose_pipeline.errors import (ALL_ERRORS, InternalError, InvalidOption, JobNotFinished, NotReady,
-                                  Overloaded, PipelineError, Unauthorized)
+from pose_pipeline.errors import (ALL_ERRORS, FileTooLarge, InternalError, InvalidOption, InvalidRequest,
+                                  JobNotFinished, NotReady, Overloaded, PipelineError, Unauthorized)
 from pose_pipeline.jobs import RETRY_AFTER_S, ChunkReceipt, ChunkTask, JobObserver, JobRunner
+from pose_pipeline.parts import PartialUpload, PartUploads, part_too_large
 from pose_pipeline.pipeline import JobOptions, decode_options, expected_frames
 from pose_pipeline.serialize import MEDIA_TYPES
 from pose_pipeline.store import JobRecord, JobState, JobStore, new_job_id
-from pose_pipeline.uploads import receive, too_large
+from pose_pipeline.uploads import Upload, check_content, receive, too_large
 
-from .common import as_pipeline_error, log, open_store
+from .common import as_pipeline_error, log, open_store, runner_death_cause
 from .metrics import Metrics
 
 app = FastAPI(title="pose-pipeline", version=__version__,
@@ -163,21 +165,25 @@ class Ingress:
         self.settings = settings
         self.store = open_store(settings)
         self.store.clean_spool(older_than_s=3600)
+        self.parts = PartUploads(self.store.parts_dir())
         self.decode, self.tracking, self.aggregation = decode, tracking, aggregation
         self.metrics = Metrics.create()
-        owner = f"ingress-{os.getpid()}-{new_job_id()[:8]}"
+        owner = f"ingress-{ray.get_runtime_context().get_actor_id()}"  # runner_death_cause reads it back
         self.runner = JobRunner(self.store, RayStages(decode, tracking, aggregation), settings.jobs, owner,
-                                MetricsObserver(self.metrics, self.store))
+                                MetricsObserver(self.metrics, self.store), death_cause=runner_death_cause)
         self.runner.start()
-        self._store_gauge = asyncio.create_task(self._refresh_store_bytes())
+        self._housekeeping = asyncio.create_task(self._keep_house())
 
     async def __del__(self) -> None:
-        self._store_gauge.cancel()
+        self._housekeeping.cancel()
         await self.runner.stop()
 
-    async def _refresh_store_bytes(self, period_s: float = 60.0) -> None:
-        """``pose_result_store_bytes`` also falls when jobs expire or are deleted."""
+    async def _keep_house(self, period_s: float = 60.0) -> None:
+        """Remove idle uploads in parts; measure the store (``pose_result_store_bytes`` also
+        falls when jobs expire or are deleted)."""
         while True:
+            for upload_id in self.parts.expire(self.settings.limits.upload_idle_s):
+                log.info("upload %s removed: idle", upload_id, extra={"upload_id": upload_id})
             self.runner.observer.update_store_bytes()
             await asyncio.sleep(period_s)
 
@@ -198,15 +204,11 @@ class Ingress:
         ``result_format`` is one the job must produce."""
         self._authorize(request)
         self.runner.admit()  # refuse before reading a large body we could not run
-        limit = self.settings.limits.max_upload_bytes
-        if int(request.headers.get("content-length") or 0) > limit:
-            raise too_large(limit)
         query = {k: v for k, v in request.query_params.items() if k not in endpoint_params}
+        upload_id = query.pop("upload", None)
         filename = os.path.basename(query.pop("filename", "") or "")
-        upload = await receive(request.stream(), request.headers.get("content-type", ""),
-                               self.store.new_upload_path(), limit, filename=filename)
-        self.metrics.upload_bytes.inc(upload.size)
-        upload.filename = os.path.basename(upload.fields.pop("filename", "") or "") or upload.filename
+        upload = await (self._take_parts(upload_id, request) if upload_id else self._receive(request))
+        upload.filename = os.path.basename(upload.fields.pop("filename", "") or "") or filename or upload.filename
         try:
             options = JobOptions.parse({**upload.fields, **query})
             if result_format is not None and result_format not in options.formats:
@@ -233,6 +235,45 @@ class Ingress:
         self.runner.observer.state_changed(record, upload_name=record.filename, upload_bytes=upload.size)
         self.runner.submit(record)
         return record
+
+    async def _receive(self, request: Request) -> Upload:
+        limits = self.settings.limits
+        limit = min(limits.max_upload_bytes, limits.max_body_bytes)
+        if int(request.headers.get("content-length") or 0) > limit:
+            raise self._too_large_for_one_request(limit)
+        try:
+            upload = await receive(request.stream(), request.headers.get("content-type", ""),
+                                   self.store.new_upload_path(), limit)
+        except FileTooLarge:
+            raise self._too_large_for_one_request(limit) from None
+        self.metrics.upload_bytes.inc(upload.size)
+        return upload
+
+    def _too_large_for_one_request(self, limit: int) -> FileTooLarge:
+        if limit == self.settings.limits.max_upload_bytes:
+            return too_large(limit)
+        return FileTooLarge(f"a file sent in one request may hold at most {limit} bytes (limits.max_body_bytes): "
+                            "send larger files in parts (POST /v1/uploads; pose-pipeline submit does)",
+                            limit_bytes=limit)
+
+    async def _take_parts(self, upload_id: str, request: Request) -> Upload:
+        async for piece in request.stream():
+            if piece:
+                raise InvalidRequest("send either a body or ?upload=<id> of an upload in parts, not both")
+        path = self.store.new_upload_path()
+        taken = self.parts.take(upload_id, path)
+        upload = Upload(path, taken.offset, taken.filename)
+        try:
+            check_content(upload)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return upload
+
+    def _upload_view(self, upload: PartialUpload, request: Request) -> dict[str, Any]:
+        url = str(request.base_url).rstrip("/") + f"/v1/uploads/{upload.id}"
+        return {**upload.to_dict(), "max_part_bytes": self.settings.limits.max_part_bytes,
+                "expires_at": upload.updated_at + self.settings.limits.upload_idle_s, "url": url}
 
     def _view(self, record: JobRecord, request: Request) -> dict[str, Any]:
         base = str(request.base_url).rstrip("/") + f"/v1/jobs/{record.id}"
@@ -305,6 +346,41 @@ class Ingress:
             return JSONResponse({"error": {**error, "job_id": record.id}}, status_code=status,
                                 headers={"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None)
         return self._result(record, format)
+
+    @app.post("/v1/uploads", status_code=201)
+    async def create_upload(self, request: Request, filename: str = "",
+                            size: Optional[int] = None) -> JSONResponse:
+        """Start an upload in parts (large files: each request holds one bounded part)."""
+        self._authorize(request)
+        if size is not None and size < 0:
+            raise InvalidOption("size must not be negative", option="size")
+        upload = self.parts.create(filename, size, self.settings.limits.max_upload_bytes)
+        return JSONResponse(self._upload_view(upload, request), status_code=201,
+                            headers={"Location": f"/v1/uploads/{upload.id}"})
+
+    @app.put("/v1/uploads/{upload_id}")
+    async def upload_part(self, upload_id: str, request: Request, offset: int) -> dict[str, Any]:
+        """Append the body as the part that starts at byte ``offset``."""
+        self._authorize(request)
+        max_part = self.settings.limits.max_part_bytes
+        if int(request.headers.get("content-length") or 0) > max_part:
+            raise part_too_large(max_part)
+        before = self.parts.get(upload_id).offset
+        upload = await self.parts.append(upload_id, offset, request.stream(), max_part,
+                                         self.settings.limits.max_upload_bytes)
+        self.metrics.upload_bytes.inc(upload.offset - before)
+        return self._upload_view(upload, request)
+
+    @app.get("/v1/uploads/{upload_id}")
+    async def upload_status(self, upload_id: str, request: Request) -> dict[str, Any]:
+        self._authorize(request)
+        return self._upload_view(self.parts.get(upload_id), request)
+
+    @app.delete("/v1/uploads/{upload_id}")
+    async def delete_upload(self, upload_id: str, request: Request) -> dict[str, Any]:
+        self._authorize(request)
+        self.parts.delete(upload_id)
+        return {"upload_id": upload_id, "deleted": True}
 
     @app.get("/v1/jobs/{job_id}")
     async def status(self, job_id: str, request: Request) -> dict[str, Any]:

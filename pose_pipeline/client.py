@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import httpx
 
-from .errors import ALL_ERRORS, PipelineError
+from .errors import ALL_ERRORS, PipelineError, UploadConflict
 
 _ERROR_TYPES = {cls.code: cls for cls in ALL_ERRORS}
 _UPLOAD_PIECE = 1024 * 1024
+#: Files larger than this go up in parts (bounded memory on the server, resumable).
+PART_BYTES = 8 * 1024 * 1024
+_PART_ATTEMPTS = 3
 
 
 class Client:
@@ -36,17 +40,52 @@ class Client:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def submit(self, video: str | os.PathLike, **options: Any) -> dict[str, Any]:
-        """Upload a video and start a job; returns the job's status."""
+    def submit(self, video: str | os.PathLike, *, part_bytes: int = PART_BYTES,
+               progress: Callable[[int, int], None] | None = None, **options: Any) -> dict[str, Any]:
+        """Upload a video and start a job; returns the job's status. A file larger than
+        ``part_bytes`` is sent in parts (``upload_parts``; ``progress(bytes sent, size)``
+        after each part)."""
         path = Path(video)
         params = {k: v for k, v in options.items() if v is not None}
         if "formats" in params and not isinstance(params["formats"], str):
             params["formats"] = ",".join(params["formats"])
-        params["filename"] = path.name
+        if path.stat().st_size > part_bytes:
+            upload = self.upload_parts(path, part_bytes, progress)
+            return _json(self._http.post("/v1/jobs", params={**params, "upload": upload["id"]}))
         with open(path, "rb") as fh:
-            response = self._http.post("/v1/jobs", params=params, content=_pieces(fh),
+            response = self._http.post("/v1/jobs", params={**params, "filename": path.name}, content=_pieces(fh),
                                        headers={"Content-Type": "application/octet-stream"})
         return _json(response)
+
+    def upload_parts(self, video: str | os.PathLike, part_bytes: int = PART_BYTES,
+                     progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Send a file in parts of at most ``part_bytes`` (or the server's maximum); a part
+        that fails on the way is sent again from where the server says the upload ends.
+        Returns the upload's status; start a job with ``?upload=<id>``."""
+        path = Path(video)
+        size = path.stat().st_size
+        upload = _json(self._http.post("/v1/uploads", params={"filename": path.name, "size": size}))
+        part_bytes = min(part_bytes, upload["max_part_bytes"])
+        url, failures = f"/v1/uploads/{upload['id']}", 0
+        with open(path, "rb") as fh:
+            while upload["offset"] < size:
+                fh.seek(upload["offset"])
+                part = fh.read(part_bytes)
+                try:
+                    upload = _json(self._http.put(url, params={"offset": upload["offset"]}, content=part,
+                                                  headers={"Content-Type": "application/octet-stream"}))
+                    failures = 0
+                    if progress:
+                        progress(upload["offset"], size)
+                except (httpx.TransportError, UploadConflict):
+                    # A part cut on the way is dropped whole (the server may take a moment to
+                    # notice): ask where the upload ends and go on from there.
+                    failures += 1
+                    if failures >= _PART_ATTEMPTS:
+                        raise
+                    time.sleep(0.5 * failures)
+                    upload = _json(self._http.get(url))
+        return upload
 
     def status(self, job_id: str) -> dict[str, Any]:
         return _json(self._http.get(f"/v1/jobs/{job_id}"))

@@ -31,6 +31,14 @@ class Limits(_Section):
     """What the service accepts. Checked while uploading and at probe time."""
 
     max_upload_bytes: int = 2 * GiB
+    #: Largest file sent in one request (POST /v1/jobs, /v1/track). Serve's HTTP proxy and
+    #: the ingress each hold such a body whole in memory; larger files go in parts.
+    max_body_bytes: int = 256 * MiB
+    #: Largest part of an upload in parts (/v1/uploads): what the proxy and the ingress
+    #: hold per request.
+    max_part_bytes: int = 16 * MiB
+    #: An upload in parts that receives nothing for this long is removed.
+    upload_idle_s: float = 3600.0
     max_width: int = 4096
     max_height: int = 4096
     max_duration_s: float = 1800.0

@@ -88,6 +88,23 @@ class FileTooLarge(PipelineError):
     code, status = "file_too_large", 413
 
 
+class PartTooLarge(PipelineError):
+    """One part of an upload in parts is larger than ``limits.max_part_bytes``."""
+
+    code, status = "part_too_large", 413
+
+
+class UploadNotFound(PipelineError):
+    code, status = "upload_not_found", 404
+
+
+class UploadConflict(PipelineError):
+    """A part that does not start where the upload ends, a part sent while another is being
+    received, or a job started from an incomplete upload. ``offset``: where to go on."""
+
+    code, status = "upload_conflict", 409
+
+
 class Unauthorized(PipelineError):
     code, status = "unauthorized", 401
 

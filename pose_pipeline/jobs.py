@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from .config import JobSettings
 from .errors import ChunkTimeout, InternalError, JobCancelled, Overloaded, PipelineError, WorkerDied
@@ -82,16 +82,27 @@ class JobObserver:
         pass
 
 
+#: Why the runner with this owner id stopped, as the error to report for the attempts it
+#: left unfinished; None when unknown.
+DeathCause = Callable[[str], "PipelineError | None"]
+
+
 class JobRunner:
-    """Runs this replica's jobs; at most ``max_running`` at once, ``max_queued`` waiting."""
+    """Runs this replica's jobs; at most ``max_running`` at once, ``max_queued`` waiting.
+
+    ``death_cause`` is asked about the runner a job is adopted from, so that a job whose
+    runners all died (e.g. the node's memory monitor killed each one) fails with the cause
+    rather than with ``worker_died``."""
 
     def __init__(self, store: JobStore, stages: Stages, settings: JobSettings, owner: str,
-                 observer: JobObserver | None = None) -> None:
+                 observer: JobObserver | None = None, death_cause: DeathCause | None = None) -> None:
         self.store = store
         self.stages = stages
         self.settings = settings
         self.owner = owner
         self.observer = observer or JobObserver()
+        self.death_cause = death_cause
+        self._inherited_causes: dict[str, PipelineError] = {}  # job id -> why its last runner died
         self._slots = asyncio.Semaphore(settings.max_running)
         self._tasks: dict[str, asyncio.Task] = {}
         self._running = 0
@@ -163,6 +174,7 @@ class JobRunner:
 
     def _forget(self, job_id: str) -> None:
         self._tasks.pop(job_id, None)
+        self._inherited_causes.pop(job_id, None)
         self._report_queue()
 
     async def _run(self, job_id: str) -> None:
@@ -214,8 +226,10 @@ class JobRunner:
 
     async def _run_chunk(self, record: JobRecord, task: ChunkTask) -> ChunkReceipt:
         interrupted = record.chunk_attempts  # attempts by a runner that died before they ended
+        cause = self._inherited_causes.get(record.id)
         if interrupted:
             record = self.store.update(record.id, retries=record.retries + 1)
+            self.observer.chunk_retry(record, cause or WorkerDied("the job's runner died"))
         for attempt in range(interrupted, self.settings.max_chunk_retries + 1):
             if self.store.get(record.id).cancel_requested:
                 raise asyncio.CancelledError
@@ -240,7 +254,10 @@ class JobRunner:
             self.observer.chunk_retry(record, error)
             await asyncio.sleep(RETRY_PAUSE_S * (attempt + 1))  # let a replacement replica start
         # Every attempt was cut short by the death of the runner itself (its ingress replica,
-        # e.g. killed by the node's memory monitor along with the workers): its cause died with it.
+        # e.g. killed by the node's memory monitor along with the workers).
+        if cause is not None:
+            cause.details.update(chunk=task.chunk_index, attempts=interrupted)
+            raise cause
         raise WorkerDied(f"chunk {task.chunk_index} was attempted {interrupted} times and each time the job's "
                          "runner (an ingress replica) died before the attempt ended; this happens when the "
                          "node runs out of memory: use a smaller max_side or chunk, or more memory",
@@ -268,8 +285,14 @@ class JobRunner:
             for job_id in self.store.orphans(time.time()):
                 if job_id in self._tasks or len(self._tasks) >= self.settings.max_running + self.settings.max_queued:
                     continue
+                previous = self.store.get(job_id).owner
                 if self.store.claim(job_id, self.owner, self.settings.lease_s, steal=True):
-                    log.warning("job %s adopted after its runner stopped", job_id, extra={"pose_job_id": job_id})
+                    cause = await asyncio.to_thread(self.death_cause, previous) \
+                        if self.death_cause and previous else None
+                    log.warning("job %s adopted after its runner stopped (%s)", job_id,
+                                cause.code if cause else "cause unknown", extra={"pose_job_id": job_id})
+                    if cause is not None:
+                        self._inherited_causes[job_id] = cause
                     self._spawn(job_id)
             self.store.expire(time.time())
             await asyncio.sleep(max(1.0, self.settings.lease_s / 3))

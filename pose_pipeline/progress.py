@@ -8,8 +8,10 @@ from typing import TextIO
 
 
 class ProgressBar:
-    def __init__(self, label: str, stream: TextIO = sys.stderr, min_interval_s: float = 0.2) -> None:
+    def __init__(self, label: str, stream: TextIO = sys.stderr, min_interval_s: float = 0.2,
+                 unit: str = "frames", rate_unit: str = "fps") -> None:
         self.label = label
+        self.unit, self.rate_unit = unit, rate_unit
         self._stream = stream
         self._interval = min_interval_s
         self._start = time.monotonic()
@@ -25,8 +27,8 @@ class ProgressBar:
         bar = "#" * int(fraction * 30)
         rate = done / max(now - self._start, 1e-9)
         extra = f" {stage}" if stage else ""
-        self._stream.write(f"\r{self.label} [{bar:<30}] {fraction:4.0%} {done}/{total} frames "
-                           f"{rate:6.1f} fps{extra}   ")
+        self._stream.write(f"\r{self.label} [{bar:<30}] {fraction:4.0%} {done}/{total} {self.unit} "
+                           f"{rate:6.1f} {self.rate_unit}{extra}   ")
         self._stream.flush()
         self._drawn = True
 

@@ -91,6 +91,9 @@ class JobStore(ABC):
     def new_upload_path(self) -> Path: """A fresh path under the spool folder to receive an upload."""
 
     @abstractmethod
+    def parts_dir(self) -> Path: """The folder of uploads in parts (``parts.PartUploads``)."""
+
+    @abstractmethod
     def create(self, record: JobRecord, upload: Path) -> JobRecord: """Store a job and move its upload in."""
 
     @abstractmethod
@@ -173,6 +176,9 @@ class LocalJobStore(JobStore):
 
     def new_upload_path(self) -> Path:
         return self.spool / f"{uuid.uuid4().hex}.part"
+
+    def parts_dir(self) -> Path:
+        return self.root / "uploads"
 
     def create(self, record: JobRecord, upload: Path) -> JobRecord:
         directory = self.jobs / record.id

@@ -49,7 +49,7 @@ async def receive(body: AsyncIterator[bytes], content_type: str, dest: Path, max
             raise UnsupportedMediaType(
                 f"content type {media_type or '(none)'!r} is not accepted: send the video as the body "
                 "(video/* or application/octet-stream) or as multipart/form-data with a 'file' part")
-        _check_content(upload)
+        check_content(upload)
         return upload
     except BaseException:
         dest.unlink(missing_ok=True)
@@ -167,7 +167,7 @@ async def _receive_multipart(body: AsyncIterator[bytes], boundary: bytes, dest: 
     return Upload(dest, sink.size, sink.filename, sink.fields)
 
 
-def _check_content(upload: Upload) -> None:
+def check_content(upload: Upload) -> None:
     if upload.size == 0:
         raise EmptyUpload("the uploaded file is empty")
     if upload.size < 4096:

@@ -135,5 +135,10 @@ def spool_files(store_root: Path) -> list[Path]:
     return list((store_root / "spool").iterdir())
 
 
+def part_files(store_root: Path) -> list[Path]:
+    """Files of uploads in parts (the folder exists once an ingress has started)."""
+    return list((store_root / "uploads").iterdir())
+
+
 def job_store(store_root: Path) -> LocalJobStore:
     return LocalJobStore(store_root)

@@ -21,7 +21,7 @@ from helpers import demo_video, load_json, reference_result, small_settings
 from pose_pipeline.config import FaultSpec, JobSettings
 from pose_pipeline.engines.motion import MotionEngine
 from pose_pipeline.errors import (CorruptVideo, GpuOutOfMemory, HostOutOfMemory, JobNotFound, Overloaded,
-                                  WorkerDied)
+                                  PipelineError, WorkerDied)
 from pose_pipeline.faults import FaultInjector
 from pose_pipeline.jobs import ChunkReceipt, ChunkTask, JobRunner
 from pose_pipeline.memguard import MemoryGuard
@@ -320,16 +320,22 @@ def test_a_job_left_by_a_dead_runner_is_adopted_and_resumed(store, video, refere
     assert_succeeded_with(store, asyncio.run(main()), reference)
 
 
-def test_attempts_by_runners_that_died_count_against_the_retry_budget(store, video):
+@pytest.mark.parametrize("known_cause", [False, True], ids=["cause-unknown", "killed-for-memory"])
+def test_attempts_by_runners_that_died_count_against_the_retry_budget(store, video, known_cause):
     # Each runner "dies" during chunk 2 (as when the node's memory monitor kills the ingress
-    # with the workers); the runner that adopts the job after the last one gives up.
+    # with the workers); the runner that adopts the job after the last one gives up, with the
+    # cause of its predecessor's death when that is known.
     record = new_job(store, video)
     settings = job_settings(lease_s=0.5)
+    asked: list[str] = []
+
+    def death_cause(owner: str) -> PipelineError | None:
+        asked.append(owner)
+        return HostOutOfMemory("killed by the memory monitor", kind="node") if known_cause else None
 
     async def die_during_chunk_2(number: int) -> None:
-        owner = f"runner-{number}"
         stages = ScriptedStages(local_stages(store), at=2, sleep_s=3600.0)
-        runner = JobRunner(store, stages, settings, owner=owner)
+        runner = JobRunner(store, stages, settings, owner=f"runner-{number}", death_cause=death_cause)
         if number == 0:
             runner.submit(record)
         else:
@@ -340,7 +346,7 @@ def test_attempts_by_runners_that_died_count_against_the_retry_budget(store, vid
     async def main() -> JobRecord:
         for number in range(settings.max_chunk_retries + 1):
             await die_during_chunk_2(number)
-        heir = JobRunner(store, ScriptedStages(local_stages(store)), settings, owner="heir")
+        heir = JobRunner(store, ScriptedStages(local_stages(store)), settings, owner="heir", death_cause=death_cause)
         heir.start()
         try:
             return await asyncio.wait_for(heir.wait(record.id, poll_s=0.05), 20)
@@ -348,9 +354,11 @@ def test_attempts_by_runners_that_died_count_against_the_retry_budget(store, vid
             await heir.stop()
 
     ended = asyncio.run(main())
-    assert ended.state is JobState.failed and ended.error["code"] == "worker_died"
+    assert ended.state is JobState.failed
+    assert ended.error["code"] == ("out_of_memory" if known_cause else "worker_died")
     assert ended.error["chunk"] == 2 and ended.error["attempts"] == settings.max_chunk_retries + 1
     assert ended.retries == settings.max_chunk_retries + 1
+    assert asked == [f"runner-{n}" for n in range(settings.max_chunk_retries + 1)]  # each heir asks once
 
 
 # --- fault injection and memory guard ------------------------------------------------------------

@@ -14,6 +14,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     # One container is one local Ray cluster: no Ray token needed inside it (Ray 2.60 enables
     # token authentication by default). Do not publish 8265 beyond localhost without a token.
     RAY_AUTH_MODE=disabled \
+    # Serve's control loop and metrics export every second, not every 0.1 s: ~20% of a core
+    # saved on a small machine (pose_pipeline/service_cli.py LOCAL_CLUSTER_ENV).
+    RAY_SERVE_CONTROL_LOOP_INTERVAL_S=1 \
+    RAY_SERVE_METRICS_EXPORT_INTERVAL_MS=1000 \
     POSE_PIPELINE_STORE__ROOT=/data/pose-pipeline
 
 WORKDIR /app
