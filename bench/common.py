@@ -8,6 +8,7 @@ Every benchmark measures its baseline in the same run, interleaved with the thin
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as _dt
 import json
@@ -386,6 +387,20 @@ class RssSampler:
 
 
 # --- measurement and output ------------------------------------------------------------------
+
+
+def parse_args(doc: str, quick: str, default_repeats: int = 2, port: bool = True) -> argparse.Namespace:
+    """The options every benchmark takes: ``--quick`` (what it runs: ``quick``), ``--repeats``
+    (filled in: ``default_repeats``, or 1 when quick) and, for those that start a service,
+    ``--port``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--repeats", type=int, help=f"rounds (default {default_repeats}; quick: 1)")
+    if port:
+        parser.add_argument("--port", type=int, help="Serve HTTP port (default: a free one in 8700-8799)")
+    args = parser.parse_args()
+    args.repeats = args.repeats or (1 if args.quick else default_repeats)
+    return args
 
 
 def interleaved(runs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[Any]]:

@@ -13,7 +13,6 @@ medians are reported; scaling is throughput(N) / throughput(1).
 
 from __future__ import annotations
 
-import argparse
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -43,12 +42,8 @@ def one_level(svc: common.LocalService, path, jobs: int, frames_per_job: int) ->
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a 3 s 640x360 video, one round")
-    parser.add_argument("--repeats", type=int, help="rounds (default 2; quick: 1)")
-    parser.add_argument("--port", type=int, help="Serve HTTP port (default: a free one in 8700-8799)")
-    args = parser.parse_args()
-    repeats = args.repeats or (1 if args.quick else 2)
+    args = common.parse_args(__doc__, "a 3 s 640x360 video, one round")
+    repeats = args.repeats
     duration_s, size = (3, (640, 360)) if args.quick else (20, (1280, 720))
     path = common.video(duration_s, size)
     frames_per_job = round(duration_s * 30)

@@ -18,7 +18,6 @@ Targets: full >= 0.9x the plain loop; with a resize, faster than the plain loop 
 
 from __future__ import annotations
 
-import argparse
 import math
 import resource
 import time
@@ -101,11 +100,8 @@ def plain(path, max_side=None, fps=None, resize=_resize_cv2) -> tuple[int, float
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a 3 s 1080p video, one round")
-    parser.add_argument("--repeats", type=int, help="rounds of (ours, plain) per case (default: 2; quick: 1)")
-    args = parser.parse_args()
-    repeats = args.repeats or (1 if args.quick else 2)
+    args = common.parse_args(__doc__, "a 3 s 1080p video, one round", port=False)
+    repeats = args.repeats
     path = common.video(3 if args.quick else 60, (1920, 1080))
     info = probe(path)
     try:

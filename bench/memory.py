@@ -21,7 +21,6 @@ are serve_config.cpu.yaml's 64 MiB (97 frames at 640x360): the short video fills
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -64,12 +63,8 @@ def _peaks(pids: dict[str, list[int]]) -> dict[str, int]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="5 s and 30 s 320x180 videos, 8 MiB chunks, one round")
-    parser.add_argument("--repeats", type=int, help="rounds (default 2; quick: 1)")
-    parser.add_argument("--port", type=int, help="Serve HTTP port (default: a free one in 8700-8799)")
-    args = parser.parse_args()
-    repeats = args.repeats or (1 if args.quick else 2)
+    args = common.parse_args(__doc__, "5 s and 30 s 320x180 videos, 8 MiB chunks, one round")
+    repeats = args.repeats
     if args.quick:
         # Small chunks, so that the short video too fills several (a peak is reached when
         # the first full chunk is: a video shorter than a chunk shows a lower peak).

@@ -16,7 +16,6 @@ Target: the service's overhead on the 60 s 720p video under 10%.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
@@ -44,12 +43,8 @@ def track_in_process(path: Path, settings: dict, output: Path) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="4 s and 1 s 640x360 videos, one round")
-    parser.add_argument("--repeats", type=int, help="rounds (default 2; quick: 1)")
-    parser.add_argument("--port", type=int, help="Serve HTTP port (default: a free one in 8700-8799)")
-    args = parser.parse_args()
-    repeats = args.repeats or (1 if args.quick else 2)
+    args = common.parse_args(__doc__, "4 s and 1 s 640x360 videos, one round")
+    repeats = args.repeats
     if args.quick:
         long_s, short_s, size = 4, 1, (640, 360)
     else:

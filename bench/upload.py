@@ -22,7 +22,6 @@ proxy's messages to the replica pass through (bounded by the store; reported bes
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
@@ -88,12 +87,8 @@ def disk_write(total: int) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a 128 MiB upload, one round")
-    parser.add_argument("--repeats", type=int, help="rounds (default 3; quick: 1)")
-    parser.add_argument("--port", type=int, help="Serve HTTP port (default: a free one in 8700-8799)")
-    args = parser.parse_args()
-    repeats = args.repeats or (1 if args.quick else 3)
+    args = common.parse_args(__doc__, "a 128 MiB upload, one round", default_repeats=3)
+    repeats = args.repeats
     total = 128 * 2**20 if args.quick else 2**30
     results = common.interleaved({"one request": lambda: measure(one_request, args.port, total),
                                   "in parts": lambda: measure(in_parts, args.port, total),

@@ -365,10 +365,9 @@ class Ingress:
         max_part = self.settings.limits.max_part_bytes
         if int(request.headers.get("content-length") or 0) > max_part:
             raise part_too_large(max_part)
-        before = self.parts.get(upload_id).offset
         upload = await self.parts.append(upload_id, offset, request.stream(), max_part,
                                          self.settings.limits.max_upload_bytes)
-        self.metrics.upload_bytes.inc(upload.offset - before)
+        self.metrics.upload_bytes.inc(upload.offset - offset)  # append refuses a part not at ``offset``
         return self._upload_view(upload, request)
 
     @app.get("/v1/uploads/{upload_id}")
