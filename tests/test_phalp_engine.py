@@ -140,6 +140,10 @@ def test_halves_on_oom_and_keeps_order():
     assert calls[:3] == [16, 8, 4]  # 16 and 8 fail, 4 fits
     assert max(stats.batch_sizes) == 4 and sum(stats.batch_sizes) == 23
     assert stats.halvings == 2 and len(freed) == 2
+    assert stats.limit == 4  # where the next call of this model starts: no failures again
+    calls.clear()
+    assert run_adaptive(_model_that_fits(5, calls), 9, max_batch=stats.limit) == [i * 10 for i in range(9)]
+    assert calls == [4, 4, 1]
 
 
 def test_fails_with_gpu_out_of_memory_only_at_batch_one():

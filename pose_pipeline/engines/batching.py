@@ -29,10 +29,9 @@ class BatchStats:
 
     batch_sizes: list[int] = field(default_factory=list)  # size of each successful batch
     halvings: int = 0
-
-    @property
-    def final_batch(self) -> int:
-        return self.batch_sizes[-1] if self.batch_sizes else 0
+    #: The batch limit the call ended with (``max_batch`` halved ``halvings`` times): the
+    #: next call of the same model can start there instead of failing its way down again.
+    limit: int = 0
 
 
 def free_cuda_cache() -> None:
@@ -81,4 +80,5 @@ def run_adaptive(fn: Callable[[slice], Sequence[T]], count: int, max_batch: int,
         results.extend(out)
         stats.batch_sizes.append(stop - start)
         start = stop
+    stats.limit = batch
     return results

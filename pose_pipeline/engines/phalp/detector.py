@@ -105,6 +105,8 @@ class PersonDetector:
                                           scores=scores[keep].astype(np.float32)))
         return result
 
-    def __call__(self, frames: np.ndarray, stats: BatchStats | None = None) -> list[FrameDetections]:
-        """Detections for each RGB frame of ``frames`` (N, H, W, 3)."""
-        return run_adaptive(lambda s: self._forward(frames, s), len(frames), self.max_batch, stats)
+    def __call__(self, frames: np.ndarray, stats: BatchStats | None = None,
+                 max_batch: int | None = None) -> list[FrameDetections]:
+        """Detections for each RGB frame of ``frames`` (N, H, W, 3), at most ``max_batch``
+        (default: the configured batch) frames at a time."""
+        return run_adaptive(lambda s: self._forward(frames, s), len(frames), max_batch or self.max_batch, stats)

@@ -115,6 +115,9 @@ class PhalpEngine(Engine):
 class PhalpSession(Session):
     def __init__(self, engine: PhalpEngine, video: VideoSpec, tracker, next_frame: int) -> None:
         self.engine, self.video, self.tracker, self.next_frame = engine, video, tracker, next_frame
+        #: Batch limits per model, lowered for the rest of the job where CUDA ran out of memory
+        #: (each chunk would otherwise fail its way down from the configured size again).
+        self.batch_limits = {"detector": engine.options.detector_batch, "hmr2": engine.options.max_batch}
         #: Seconds spent per stage over the session (detect, hmr2, associate), for benchmarks.
         self.stage_seconds: dict[str, float] = defaultdict(float)
 
@@ -155,7 +158,7 @@ class PhalpSession(Session):
         engine = self.engine
         stats = engine.last_batch_stats = {"detector": BatchStats(), "hmr2": BatchStats()}
         started = time.perf_counter()
-        found = engine.detector(chunk.frames, stats["detector"])
+        found = engine.detector(chunk.frames, stats["detector"], self.batch_limits["detector"])
         self.stage_seconds["detect"] += time.perf_counter() - started
         started = time.perf_counter()
         frames_bgr = [np.ascontiguousarray(frame[:, :, ::-1]) for frame in chunk.frames]  # upstream is cv2/BGR
@@ -163,8 +166,9 @@ class PhalpSession(Session):
         from .model import PersonFeatures
 
         features = PersonFeatures(engine.up, engine.model, self.video.frame_height, self.video.frame_width)
-        per_item = run_adaptive(lambda s: features(frames_bgr, items, s), len(items), engine.options.max_batch,
+        per_item = run_adaptive(lambda s: features(frames_bgr, items, s), len(items), self.batch_limits["hmr2"],
                                 stats["hmr2"])
+        self.batch_limits = {model: model_stats.limit for model, model_stats in stats.items()}
         self.stage_seconds["hmr2"] += time.perf_counter() - started
         per_frame: list[list] = [[] for _ in range(len(chunk))]
         for (position, box, _), data, score in zip(items, per_item, _scores(found)):
