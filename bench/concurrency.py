@@ -3,8 +3,8 @@ submitted at once, with two tracking replicas, and where the time goes per stage
 
 One local cluster (Tracking: 2 replicas of 0.5 CPU; jobs.max_running: 4), the same video
 submitted N times at once through the HTTP API; wall time from the first upload to the last
-result downloaded. Per stage, the seconds spent (``ray_pose_chunk_latency_seconds_sum`` by
-stage, the project's own metrics, scraped from Ray's metrics export port before and after)
+result downloaded. Per stage, the seconds spent (``ray_pose_stage_seconds_total`` by stage,
+the project's own metrics, scraped from Ray's metrics export port before and after)
 and the frames counted (``ray_pose_frames_processed_total``). Rounds alternate N = 1, 2, 4;
 medians are reported; scaling is throughput(N) / throughput(1).
 
@@ -23,7 +23,7 @@ LEVELS = (1, 2, 4)
 
 
 def stage_totals(samples: dict) -> dict[str, dict[str, float]]:
-    return {stage: {"seconds": common.metric_sum(samples, "ray_pose_chunk_latency_seconds_sum", stage=stage),
+    return {stage: {"seconds": common.metric_sum(samples, "ray_pose_stage_seconds_total", stage=stage),
                     "chunks": common.metric_sum(samples, "ray_pose_chunk_latency_seconds_count", stage=stage),
                     "frames": common.metric_sum(samples, "ray_pose_frames_processed_total", stage=stage)}
             for stage in STAGES}

@@ -24,8 +24,7 @@ class Aggregation:
     def commit(self, tracked: TrackedChunk) -> ChunkReceipt:
         started = time.perf_counter()
         receipt = self.stage.commit(tracked)
-        self.metrics.frames_processed.inc(tracked.frames, tags={"stage": "aggregation"})
-        self.metrics.chunk_latency.observe(time.perf_counter() - started, tags={"stage": "aggregation"})
+        self.metrics.chunk_done("aggregation", tracked.frames, time.perf_counter() - started)
         return receipt
 
     def finalize(self, job_id: str) -> dict[str, int]:

@@ -48,7 +48,7 @@ def as_pipeline_error(exc: BaseException) -> PipelineError:
     if isinstance(exc, ray.exceptions.OutOfMemoryError):
         return _node_oom(str(exc))
     if isinstance(exc, (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError,
-                        ray.exceptions.WorkerCrashedError)):
+                        ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError)):
         return _worker_died(str(exc))
     if isinstance(exc, BackPressureError):
         return Overloaded("the service is at capacity; try again later", retry_after_s=RETRY_AFTER_S)

@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 import ray
 from ray import serve
-from ray.serve.handle import DeploymentHandle
+from ray.serve.handle import DeploymentHandle, DeploymentResponse
 from starlette.exceptions import HTTPException
 
 from pose_pipeline import __version__
@@ -38,6 +38,7 @@ from pose_pipeline.store import JobRecord, JobState, JobStore, new_job_id
 from pose_pipeline.uploads import Upload, check_content, receive, too_large
 
 from .common import as_pipeline_error, log, open_store, runner_death_cause
+from .decode import ChunkRef
 from .metrics import Metrics
 
 app = FastAPI(title="pose-pipeline", version=__version__,
@@ -76,30 +77,34 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 class RayStages:
-    """``jobs.Stages`` over the deployments: decode -> tracking -> aggregation per chunk. The
-    responses are chained, so frames go from decode to tracking without passing here."""
+    """``jobs.Stages`` over the deployments. Frames go from the Decode replica to a tracking
+    replica through the object store; here pass only references (``ChunkRef``). Tracking and
+    aggregation are chained, so a chunk's output goes to aggregation without passing here."""
 
     def __init__(self, decode: DeploymentHandle, tracking: DeploymentHandle, aggregation: DeploymentHandle):
-        self.decode, self.tracking, self.aggregation = decode, tracking, aggregation
+        self.decoding, self.tracking, self.aggregation = decode, tracking, aggregation
 
-    async def run_chunk(self, task: ChunkTask) -> ChunkReceipt:
-        decoded = self.decode.decode.remote(task)
+    async def decode(self, task: ChunkTask) -> ChunkRef:
+        return await _reply(self.decoding.decode.remote(task))
+
+    async def track(self, decoded: ChunkRef) -> ChunkReceipt:
         tracked = self.tracking.track.remote(decoded)
-        committed = self.aggregation.commit.remote(tracked)
-        try:
-            return await committed
-        except asyncio.CancelledError:  # deadline or cancellation: stop the work downstream too
-            for response in (committed, tracked, decoded):
-                response.cancel()
-            raise
-        except Exception as exc:
-            raise as_pipeline_error(exc) from None
+        return await _reply(self.aggregation.commit.remote(tracked), tracked)
 
     async def finalize(self, job_id: str) -> dict[str, int]:
-        try:
-            return await self.aggregation.finalize.remote(job_id)
-        except Exception as exc:
-            raise as_pipeline_error(exc) from None
+        return await _reply(self.aggregation.finalize.remote(job_id))
+
+
+async def _reply(response: DeploymentResponse, *upstream: DeploymentResponse) -> Any:
+    """The response's value, or its typed error; cancelling stops the upstream calls too."""
+    try:
+        return await response
+    except asyncio.CancelledError:  # deadline or cancellation: stop the work downstream too
+        for pending in (response, *upstream):
+            pending.cancel()
+        raise
+    except Exception as exc:
+        raise as_pipeline_error(exc) from None
 
 
 class MetricsObserver(JobObserver):

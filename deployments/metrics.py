@@ -24,6 +24,7 @@ class Metrics:
     jobs_in_state: Gauge
     frames_processed: Counter
     chunk_latency: Histogram
+    stage_seconds: Counter
     tracking_fps: Gauge
     gpu_memory_allocated: Gauge
     gpu_memory_peak: Gauge
@@ -45,6 +46,9 @@ class Metrics:
                                      tag_keys=("stage",)),
             chunk_latency=Histogram("pose_chunk_latency_seconds", "Time to process one chunk, by stage.",
                                     boundaries=_SECONDS, tag_keys=("stage",)),
+            stage_seconds=Counter("pose_stage_seconds", "Seconds spent processing chunks, by stage (exact, unlike "
+                                  "the latency histogram's _sum, which Ray exports from bucket midpoints).",
+                                  tag_keys=("stage",)),
             tracking_fps=Gauge("pose_tracking_fps", "Frames per second of the last chunk on this tracking replica."),
             gpu_memory_allocated=Gauge("pose_gpu_memory_allocated_bytes", "CUDA memory allocated by this replica."),
             gpu_memory_peak=Gauge("pose_gpu_memory_peak_bytes", "Peak CUDA memory of this replica's last chunk."),
@@ -55,3 +59,10 @@ class Metrics:
             upload_bytes=Counter("pose_upload_bytes", "Bytes received in uploads."),
             result_store_bytes=Gauge("pose_result_store_bytes", "Bytes held in the job store (uploads, checkpoints, results)."),
         )
+
+    def chunk_done(self, stage: str, frames: int, seconds: float) -> None:
+        """A stage finished a chunk: its frames, its latency, its seconds."""
+        tags = {"stage": stage}
+        self.frames_processed.inc(frames, tags=tags)
+        self.chunk_latency.observe(seconds, tags=tags)
+        self.stage_seconds.inc(seconds, tags=tags)

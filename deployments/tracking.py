@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import ray
 import torch
 from ray import serve
 
@@ -27,7 +28,8 @@ from pose_pipeline.faults import FaultInjector
 from pose_pipeline.memguard import MemoryGuard
 from pose_pipeline.stages import DecodedChunk, TrackedChunk, TrackingStage
 
-from .common import log, open_store
+from .common import as_pipeline_error, log, open_store
+from .decode import ChunkRef
 from .metrics import Metrics
 
 
@@ -60,9 +62,13 @@ class Tracking:
         self.stage = TrackingStage(engine, store, MemoryGuard(settings.tracking.memory_limit_bytes), faults) \
             if engine is not None else None
 
-    def track(self, decoded: DecodedChunk) -> TrackedChunk:
+    def track(self, ref: ChunkRef) -> TrackedChunk:
         if self.stage is None:
             raise self.engine_error
+        try:
+            decoded: DecodedChunk = ray.get(ref.chunk)  # zero-copy: frames stay in the object store
+        except ray.exceptions.ObjectLostError as exc:  # with the Decode replica that owned it: worker_died
+            raise as_pipeline_error(exc) from None
         started = time.perf_counter()
         self._in_progress[threading.get_ident()] = time.monotonic()
         if torch.cuda.is_available():
@@ -77,8 +83,7 @@ class Tracking:
         finally:
             self._in_progress.pop(threading.get_ident(), None)
         seconds = time.perf_counter() - started
-        self.metrics.frames_processed.inc(tracked.frames, tags={"stage": "tracking"})
-        self.metrics.chunk_latency.observe(seconds, tags={"stage": "tracking"})
+        self.metrics.chunk_done("tracking", tracked.frames, seconds)
         self.metrics.tracking_fps.set(tracked.frames / max(seconds, 1e-9))
         log.info("chunk tracked", extra={"pose_job_id": decoded.task.job_id, "stage": "tracking",
                                          "chunk": decoded.task.chunk_index, "frames": tracked.frames,

@@ -95,6 +95,9 @@ class JobSettings(_Section):
     ttl_s: float = 24 * 3600.0
     #: Seconds without a heartbeat after which another runner takes a running job over.
     lease_s: float = 30.0
+    #: Decode a job's next chunk while its current chunk is tracked (one more chunk per job
+    #: in Ray's object store). Off: decode, track and commit run one after the other.
+    decode_ahead: bool = True
 
 
 class TrackingSettings(_Section):

@@ -57,11 +57,39 @@ class ChunkReceipt:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+class Decoded(Protocol):
+    """A decoded chunk as the runner sees it: where the next chunk starts. The frames stay
+    with the stages (in the service, in Ray's object store)."""
+
+    @property
+    def cursor(self) -> DecodeCursor: ...
+
+    @property
+    def is_last(self) -> bool: ...
+
+
 class Stages(Protocol):
-    async def run_chunk(self, task: ChunkTask) -> ChunkReceipt: ...
+    async def decode(self, task: ChunkTask) -> Decoded:
+        """Decode the task's chunk."""
+
+    async def track(self, decoded: Decoded) -> ChunkReceipt:
+        """Track a decoded chunk and commit its output and tracker checkpoint to the store."""
 
     async def finalize(self, job_id: str) -> dict[str, int]:
         """Write the result files; return their sizes by format."""
+
+
+@dataclass(frozen=True)
+class _Ahead:
+    """The next chunk, decoding while the current one is tracked."""
+
+    task: ChunkTask
+    decoding: asyncio.Task
+
+    def discard(self) -> None:
+        self.decoding.cancel()
+        # A decode that already failed: its error belongs to no attempt, mark it seen.
+        self.decoding.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 class JobObserver:
@@ -213,18 +241,29 @@ class JobRunner:
         decoding = DecodeOptions(**record.decoding)
         cursor = DecodeCursor.from_dict(record.cursor) if record.cursor else DecodeCursor()
         is_last = record.decoded_all
-        while not is_last:
-            task = ChunkTask(job_id=job_id, chunk_index=record.chunks_done, cursor=cursor, video=video,
-                             decoding=decoding, engine=record.engine, filename=record.filename)
-            receipt = await self._run_chunk(record, task)
-            record = self.store.get(job_id)
-            cursor, is_last = receipt.cursor, receipt.is_last
-            self.observer.chunk_done(record, receipt)
+        ahead: _Ahead | None = None
+        try:
+            while not is_last:
+                task = ChunkTask(job_id=job_id, chunk_index=record.chunks_done, cursor=cursor, video=video,
+                                 decoding=decoding, engine=record.engine, filename=record.filename)
+                if ahead is not None and (ahead.task.chunk_index, ahead.task.cursor) != (task.chunk_index, cursor):
+                    ahead.discard()
+                    ahead = None
+                receipt, ahead = await self._run_chunk(record, task, ahead)
+                record = self.store.get(job_id)
+                cursor, is_last = receipt.cursor, receipt.is_last
+                self.observer.chunk_done(record, receipt)
+        finally:
+            if ahead is not None:
+                ahead.discard()
         record = self.store.update(job_id, stage="aggregation")
         results = await self.stages.finalize(job_id)
         self.store.update(job_id, results=results)
 
-    async def _run_chunk(self, record: JobRecord, task: ChunkTask) -> ChunkReceipt:
+    async def _run_chunk(self, record: JobRecord, task: ChunkTask,
+                         ahead: _Ahead | None) -> tuple[ChunkReceipt, _Ahead | None]:
+        """Run one chunk to its commit, with retries; returns its receipt and the next chunk,
+        decoding meanwhile."""
         interrupted = record.chunk_attempts  # attempts by a runner that died before they ended
         cause = self._inherited_causes.get(record.id)
         if interrupted:
@@ -235,17 +274,18 @@ class JobRunner:
                 raise asyncio.CancelledError
             self.store.update(record.id, chunk_attempts=attempt + 1)
             try:
-                receipt = await asyncio.wait_for(self.stages.run_chunk(replace(task, attempt=attempt)),
-                                                 self.settings.chunk_timeout_s)
-                # The commit reset the count, unless this was a retry of an already committed chunk
-                self.store.update(record.id, chunk_attempts=0)
-                return receipt
+                receipt, following = await asyncio.wait_for(self._attempt(replace(task, attempt=attempt), ahead),
+                                                            self.settings.chunk_timeout_s)
+                if attempt:  # the commit reset the count, unless the chunk was committed before
+                    self.store.update(record.id, chunk_attempts=0)
+                return receipt, following
             except asyncio.TimeoutError:
                 error: PipelineError = ChunkTimeout(
                     f"chunk {task.chunk_index} took longer than {self.settings.chunk_timeout_s:.0f} s "
                     "(jobs.chunk_timeout_s)", chunk=task.chunk_index, limit_s=self.settings.chunk_timeout_s)
             except PipelineError as exc:
                 error = exc
+            ahead = None  # the failed attempt discarded it; a retry decodes again
             if not error.retryable or attempt == self.settings.max_chunk_retries:
                 error.details.setdefault("chunk", task.chunk_index)
                 error.details.setdefault("attempts", attempt + 1)
@@ -262,6 +302,23 @@ class JobRunner:
                          "runner (an ingress replica) died before the attempt ended; this happens when the "
                          "node runs out of memory: use a smaller max_side or chunk, or more memory",
                          chunk=task.chunk_index, attempts=interrupted)
+
+    async def _attempt(self, task: ChunkTask, ahead: _Ahead | None) -> tuple[ChunkReceipt, _Ahead | None]:
+        """Decode the chunk (or take it from ``ahead``), start decoding the next one (with
+        ``decode_ahead``), track this one: decoding overlaps tracking, and at most one chunk
+        per job waits decoded."""
+        following: _Ahead | None = None
+        try:
+            decoded = await (ahead.decoding if ahead is not None else self.stages.decode(task))
+            if self.settings.decode_ahead and not decoded.is_last:
+                upcoming = replace(task, chunk_index=task.chunk_index + 1, cursor=decoded.cursor, attempt=0)
+                following = _Ahead(upcoming, asyncio.create_task(self.stages.decode(upcoming)))
+            return await self.stages.track(decoded), following
+        except BaseException:
+            for pending in (ahead, following):
+                if pending is not None:
+                    pending.discard()
+            raise
 
     def _end(self, job_id: str, state: JobState, error: PipelineError | None, started: float) -> None:
         now = time.time()

@@ -15,7 +15,7 @@ import pickle
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, Hashable, TypeVar
 
 from .aggregate import ResultAssembler
@@ -72,19 +72,38 @@ class DecodedChunk:
     chunk: FrameChunk
     seconds: float
 
+    @property
+    def cursor(self) -> DecodeCursor:
+        return self.chunk.cursor
+
+    @property
+    def is_last(self) -> bool:
+        return self.chunk.is_last
+
 
 class DecodeStage:
-    def __init__(self, store: JobStore, cache_size: int = 8) -> None:
+    """``reuse_buffer``: decode every chunk of a job into the same array. Only for a caller
+    that copies each chunk away (the Decode replica, into Ray's object store) before it asks
+    for the next: the job runner decodes a chunk ahead while the previous one is tracked.
+
+    ``threads``: FFmpeg threads for jobs whose options leave the number to FFmpeg (0)."""
+
+    def __init__(self, store: JobStore, cache_size: int = 8, reuse_buffer: bool = False,
+                 threads: int = 0) -> None:
         self.store = store
+        self.reuse_buffer = reuse_buffer
+        self.threads = threads
         self._decoders: _LruCache[ChunkDecoder] = _LruCache(cache_size)
 
     def decode(self, task: ChunkTask) -> DecodedChunk:
         started = time.perf_counter()
         decoder = self._decoders.take(task.job_id, task.chunk_index)
         if decoder is None:
-            # The returned chunk is copied into the object store before the job asks for the next.
-            decoder = ChunkDecoder(self.store.upload_path(task.job_id), task.video, task.decoding, task.cursor,
-                                   reuse_buffer=True)
+            decoding = task.decoding
+            if not decoding.threads and self.threads:
+                decoding = replace(decoding, threads=self.threads)
+            decoder = ChunkDecoder(self.store.upload_path(task.job_id), task.video, decoding, task.cursor,
+                                   reuse_buffer=self.reuse_buffer)
         try:
             chunk = decoder.next_chunk()
         except BaseException:
@@ -202,11 +221,14 @@ class AggregationStage:
 class LocalStages:
     """The three stages chained in this process (implements ``jobs.Stages``)."""
 
-    def __init__(self, decode: DecodeStage, tracking: TrackingStage, aggregation: AggregationStage) -> None:
-        self.decode, self.tracking, self.aggregation = decode, tracking, aggregation
+    def __init__(self, decoding: DecodeStage, tracking: TrackingStage, aggregation: AggregationStage) -> None:
+        self.decoding, self.tracking, self.aggregation = decoding, tracking, aggregation
 
-    async def run_chunk(self, task: ChunkTask) -> ChunkReceipt:
-        return self.aggregation.commit(self.tracking.track(self.decode.decode(task)))
+    async def decode(self, task: ChunkTask) -> DecodedChunk:
+        return self.decoding.decode(task)
+
+    async def track(self, decoded: DecodedChunk) -> ChunkReceipt:
+        return self.aggregation.commit(self.tracking.track(decoded))
 
     async def finalize(self, job_id: str) -> dict[str, int]:
         return self.aggregation.finalize(job_id)

@@ -8,13 +8,22 @@ aimed at uploads of a given file name (tests pick the scenario by naming the upl
 
 from __future__ import annotations
 
+import shutil
+import time
+from dataclasses import asdict
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
+import ray
+from ray import serve
 
+from deployments.common import as_pipeline_error
 from pose_pipeline import synthetic
+from pose_pipeline.jobs import ChunkTask
+from pose_pipeline.store import JobRecord, JobState, new_job_id
+from pose_pipeline.video import DecodeCursor, DecodeOptions, probe
 from serve_helpers import (ServeCluster, is_ready, job_store, offline_result, replica_processes, spool_files,
                            submit, wait_job, wait_until)
 
@@ -201,6 +210,48 @@ def test_other_replicas_killed_mid_job(service, long_video, long_reference, depl
     http, _ = service
     done = _kill_mid_job(http, long_video, deployment)
     assert _result(http, done["job_id"]) == long_reference
+
+
+def test_a_chunk_lost_with_its_owner_is_a_worker_death():
+    # What Ray raises in the tracking replica when the Decode replica that owned the chunk is gone.
+    lost = ray.exceptions.OwnerDiedError("ab" * 14, None, "")
+    error = as_pipeline_error(lost)
+    assert (error.code, error.retryable) == ("worker_died", True)
+
+
+def test_a_chunk_decoded_ahead_is_lost_with_its_decode_replica(service, video):
+    # The runner asks for the next chunk while one is tracked, and the Decode replica owns that
+    # chunk in the object store. Killed before the chunk is tracked: Ray may still serve the
+    # chunk from the node's store (what it did here), or report it lost; then the tracking call
+    # must fail with the retryable worker_died (the runner decodes it again), nothing else.
+    http, store = service
+    jobs = job_store(store)
+    upload = jobs.new_upload_path()
+    shutil.copyfile(video, upload)
+    probed = probe(upload)
+    decoding = DecodeOptions(chunk_bytes=SIZE[0] * SIZE[1] * 3 * CHUNK_FRAMES)
+    now = time.time()
+    record = jobs.create(JobRecord(id=new_job_id(), state=JobState.failed, created_at=now, updated_at=now,
+                                   filename="ahead.mp4", options={}, video=probed.to_dict(),
+                                   frames_total=probed.frame_count, engine="motion", decoding=asdict(decoding)),
+                         upload)  # ended: no runner adopts it
+    try:
+        task = ChunkTask(job_id=record.id, chunk_index=0, cursor=DecodeCursor(), video=probed, decoding=decoding,
+                         engine="motion", filename=record.filename)
+        ahead = serve.get_deployment_handle("Decode", "pose").decode.remote(task).result(timeout_s=60)
+        victims = replica_processes("pose", "Decode")
+        for process in victims:
+            process.kill()
+        psutil.wait_procs(victims, timeout=10)
+        try:
+            tracked = serve.get_deployment_handle("Tracking", "pose").track.remote(ahead).result(timeout_s=60)
+        except Exception as exc:
+            assert as_pipeline_error(exc).code == "worker_died", exc
+        else:
+            assert (tracked.task.chunk_index, tracked.frames) == (0, CHUNK_FRAMES)
+    finally:
+        jobs.delete(record.id)
+        wait_until(lambda: is_ready(http), 120, 1, "a new Decode replica")
 
 
 # 9. clients that go away -------------------------------------------------------------------

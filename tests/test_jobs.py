@@ -26,7 +26,7 @@ from pose_pipeline.faults import FaultInjector
 from pose_pipeline.jobs import ChunkReceipt, ChunkTask, JobRunner
 from pose_pipeline.memguard import MemoryGuard
 from pose_pipeline.pipeline import JobOptions, decode_options, expected_frames, video_spec
-from pose_pipeline.stages import AggregationStage, DecodeStage, LocalStages, TrackingStage
+from pose_pipeline.stages import AggregationStage, DecodedChunk, DecodeStage, LocalStages, TrackingStage
 from pose_pipeline.store import JobRecord, JobState, LocalJobStore, new_job_id
 from pose_pipeline.video import ChunkDecoder, probe
 
@@ -77,26 +77,37 @@ def local_stages(store: LocalJobStore, faults: FaultInjector | None = None) -> L
 
 class ScriptedStages:
     """Real stages, with ``error()`` raised ``times`` times at chunk ``at`` (before the
-    chunk is processed, or after it was committed: the reply lost on the way back), and/or
-    ``sleep_s`` spent there first. Records the chunk index of every call."""
+    chunk is tracked, or after it was committed: the reply lost on the way back; or, with
+    ``in_decode``, when it is decoded), and/or ``sleep_s`` spent there first. Records the
+    chunk index of every track call, and every call in order."""
 
     def __init__(self, inner: LocalStages, at: int | None = None, error=None, times: int = 0,
-                 after_commit: bool = False, sleep_s: float = 0.0) -> None:
+                 after_commit: bool = False, sleep_s: float = 0.0, in_decode: bool = False) -> None:
         self.inner, self.at, self.error, self.times = inner, at, error, times
-        self.after_commit, self.sleep_s = after_commit, sleep_s
-        self.calls: list[int] = []
+        self.after_commit, self.sleep_s, self.in_decode = after_commit, sleep_s, in_decode
+        self.calls: list[int] = []  # chunk index of every track call
+        self.events: list[tuple[str, int]] = []
         self.reached = asyncio.Event()
 
-    async def run_chunk(self, task: ChunkTask) -> ChunkReceipt:
+    async def decode(self, task: ChunkTask) -> DecodedChunk:
+        self.events.append(("decode", task.chunk_index))
+        if self.in_decode and task.chunk_index == self.at and self.events.count(("decode", self.at)) <= self.times:
+            raise self.error(f"injected when decoding chunk {task.chunk_index}")
+        return await self.inner.decode(task)
+
+    async def track(self, decoded: DecodedChunk) -> ChunkReceipt:
+        task = decoded.task
         self.calls.append(task.chunk_index)
-        scripted = task.chunk_index == self.at
+        self.events.append(("track", task.chunk_index))
+        scripted = task.chunk_index == self.at and not self.in_decode
         if scripted:
             self.reached.set()
-            await asyncio.sleep(self.sleep_s)
+        await asyncio.sleep(self.sleep_s if scripted else 0)  # let the runner decode ahead meanwhile
         failing = scripted and self.calls.count(self.at) <= self.times
         if failing and not self.after_commit:
             raise self.error(f"injected at chunk {task.chunk_index}")
-        receipt = await self.inner.run_chunk(task)
+        receipt = await self.inner.track(decoded)
+        self.events.append(("committed", task.chunk_index))
         if failing:
             raise self.error(f"injected after committing chunk {task.chunk_index}")
         return receipt
@@ -225,6 +236,37 @@ def test_job_result_equals_the_offline_pipeline(store, video, reference):
     assert_succeeded_with(store, record, reference)
     assert stages.calls == list(range(CHUNKS))
     assert record.started_at <= record.finished_at < record.expires_at and record.owner is None
+
+
+def test_the_next_chunk_is_decoded_while_this_one_is_tracked(store, video, reference):
+    stages = ScriptedStages(local_stages(store))
+    assert_succeeded_with(store, run_job(store, stages, new_job(store, video)), reference)
+    events = stages.events
+    assert [i for kind, i in events if kind == "decode"] == list(range(CHUNKS))  # each chunk once
+    for i in range(CHUNKS - 1):
+        # Chunk i + 1 is asked for once chunk i is decoded and before chunk i is committed,
+        # and chunk i + 2 not before chunk i is committed: one chunk ahead at most.
+        assert events.index(("track", i)) < events.index(("decode", i + 1)) < events.index(("committed", i))
+        if i + 2 < CHUNKS:
+            assert events.index(("committed", i)) < events.index(("decode", i + 2))
+
+
+def test_without_decode_ahead_the_stages_run_one_after_the_other(store, video, reference):
+    stages = ScriptedStages(local_stages(store))
+    assert_succeeded_with(store, run_job(store, stages, new_job(store, video), decode_ahead=False), reference)
+    assert stages.events == [(kind, i) for i in range(CHUNKS) for kind in ("decode", "track", "committed")]
+
+
+@pytest.mark.parametrize("error, expected", [(CorruptVideo, "corrupt_video"), (WorkerDied, None)])
+def test_a_failed_decode_ahead_counts_against_its_own_chunk(store, video, reference, error, expected):
+    stages = ScriptedStages(local_stages(store), at=3, error=error, times=1, in_decode=True)
+    record = run_job(store, stages, new_job(store, video), max_chunk_retries=2)
+    if expected is None:  # retried: the same result as without the failure
+        assert_succeeded_with(store, record, reference)
+        assert stages.events.count(("decode", 3)) == 2 and record.retries == 1
+    else:  # chunks 0-2 were committed first; chunk 3 fails on its first attempt
+        assert_failed(store, record, expected, chunk=3, attempts=1)
+        assert stages.calls == [0, 1, 2] and record.chunks_done == 3
 
 
 @pytest.mark.parametrize("after_commit", [False, True], ids=["before-commit", "reply-lost"])
