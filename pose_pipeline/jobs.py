@@ -286,6 +286,10 @@ class JobRunner:
             except PipelineError as exc:
                 error = exc
             ahead = None  # the failed attempt discarded it; a retry decodes again
+            if isinstance(error, WorkerDied) and cause is not None:
+                # The node's memory monitor, which killed the earlier runners, took (or starved)
+                # this attempt's workers too: that is the job's error.
+                error = cause
             if not error.retryable or attempt == self.settings.max_chunk_retries:
                 error.details.setdefault("chunk", task.chunk_index)
                 error.details.setdefault("attempts", attempt + 1)

@@ -403,6 +403,40 @@ def test_attempts_by_runners_that_died_count_against_the_retry_budget(store, vid
     assert asked == [f"runner-{n}" for n in range(settings.max_chunk_retries + 1)]  # each heir asks once
 
 
+@pytest.mark.parametrize("known_cause", [False, True], ids=["cause-unknown", "killed-for-memory"])
+def test_a_worker_death_after_runners_died_for_memory_reports_the_memory(store, video, known_cause):
+    # Two runners die during chunk 2; the heir's attempt, the last one, fails with worker_died
+    # (under node memory pressure the workers die, or lose the objects they held): when the
+    # earlier runners were killed for memory, that is what the job reports.
+    record = new_job(store, video)
+    settings = job_settings(lease_s=0.5)
+    cause = HostOutOfMemory("killed by the memory monitor", kind="node")
+
+    async def main() -> JobRecord:
+        for number in range(settings.max_chunk_retries):
+            stages = ScriptedStages(local_stages(store), at=2, sleep_s=3600.0)
+            runner = JobRunner(store, stages, settings, owner=f"runner-{number}",
+                               death_cause=lambda owner: cause if known_cause else None)
+            if number == 0:
+                runner.submit(record)
+            else:
+                runner.start()
+            await asyncio.wait_for(stages.reached.wait(), 20)
+            await runner.stop()
+        heir = JobRunner(store, ScriptedStages(local_stages(store), at=2, error=WorkerDied, times=1), settings,
+                         owner="heir", death_cause=lambda owner: cause if known_cause else None)
+        heir.start()
+        try:
+            return await asyncio.wait_for(heir.wait(record.id, poll_s=0.05), 20)
+        finally:
+            await heir.stop()
+
+    ended = asyncio.run(main())
+    assert ended.state is JobState.failed
+    assert ended.error["code"] == ("out_of_memory" if known_cause else "worker_died")
+    assert ended.error["chunk"] == 2 and ended.error["attempts"] == settings.max_chunk_retries + 1
+
+
 # --- fault injection and memory guard ------------------------------------------------------------
 
 
