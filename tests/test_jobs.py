@@ -362,12 +362,33 @@ def test_a_job_left_by_a_dead_runner_is_adopted_and_resumed(store, video, refere
     assert_succeeded_with(store, asyncio.run(main()), reference)
 
 
+def run_with_dying_runners(store: LocalJobStore, record: JobRecord, settings: JobSettings, deaths: int,
+                           heir_stages: ScriptedStages, death_cause) -> JobRecord:
+    """``deaths`` runners in turn each "die" during chunk 2 (as when the node's memory monitor
+    kills the ingress with the workers); then an heir adopts the job with ``heir_stages``."""
+    async def main() -> JobRecord:
+        for number in range(deaths):
+            stages = ScriptedStages(local_stages(store), at=2, sleep_s=3600.0)
+            runner = JobRunner(store, stages, settings, owner=f"runner-{number}", death_cause=death_cause)
+            if number == 0:
+                runner.submit(record)
+            else:
+                runner.start()  # adopts the job once the previous runner's lease has expired
+            await asyncio.wait_for(stages.reached.wait(), 20)
+            await runner.stop()
+        heir = JobRunner(store, heir_stages, settings, owner="heir", death_cause=death_cause)
+        heir.start()
+        try:
+            return await asyncio.wait_for(heir.wait(record.id, poll_s=0.05), 20)
+        finally:
+            await heir.stop()
+    return asyncio.run(main())
+
+
 @pytest.mark.parametrize("known_cause", [False, True], ids=["cause-unknown", "killed-for-memory"])
 def test_attempts_by_runners_that_died_count_against_the_retry_budget(store, video, known_cause):
-    # Each runner "dies" during chunk 2 (as when the node's memory monitor kills the ingress
-    # with the workers); the runner that adopts the job after the last one gives up, with the
-    # cause of its predecessor's death when that is known.
-    record = new_job(store, video)
+    # The runner that adopts the job after the last attempt gives up, with the cause of its
+    # predecessor's death when that is known.
     settings = job_settings(lease_s=0.5)
     asked: list[str] = []
 
@@ -375,27 +396,8 @@ def test_attempts_by_runners_that_died_count_against_the_retry_budget(store, vid
         asked.append(owner)
         return HostOutOfMemory("killed by the memory monitor", kind="node") if known_cause else None
 
-    async def die_during_chunk_2(number: int) -> None:
-        stages = ScriptedStages(local_stages(store), at=2, sleep_s=3600.0)
-        runner = JobRunner(store, stages, settings, owner=f"runner-{number}", death_cause=death_cause)
-        if number == 0:
-            runner.submit(record)
-        else:
-            runner.start()  # adopts the job once the previous runner's lease has expired
-        await asyncio.wait_for(stages.reached.wait(), 20)
-        await runner.stop()
-
-    async def main() -> JobRecord:
-        for number in range(settings.max_chunk_retries + 1):
-            await die_during_chunk_2(number)
-        heir = JobRunner(store, ScriptedStages(local_stages(store)), settings, owner="heir", death_cause=death_cause)
-        heir.start()
-        try:
-            return await asyncio.wait_for(heir.wait(record.id, poll_s=0.05), 20)
-        finally:
-            await heir.stop()
-
-    ended = asyncio.run(main())
+    ended = run_with_dying_runners(store, new_job(store, video), settings, settings.max_chunk_retries + 1,
+                                   ScriptedStages(local_stages(store)), death_cause)
     assert ended.state is JobState.failed
     assert ended.error["code"] == ("out_of_memory" if known_cause else "worker_died")
     assert ended.error["chunk"] == 2 and ended.error["attempts"] == settings.max_chunk_retries + 1
@@ -405,33 +407,14 @@ def test_attempts_by_runners_that_died_count_against_the_retry_budget(store, vid
 
 @pytest.mark.parametrize("known_cause", [False, True], ids=["cause-unknown", "killed-for-memory"])
 def test_a_worker_death_after_runners_died_for_memory_reports_the_memory(store, video, known_cause):
-    # Two runners die during chunk 2; the heir's attempt, the last one, fails with worker_died
-    # (under node memory pressure the workers die, or lose the objects they held): when the
-    # earlier runners were killed for memory, that is what the job reports.
-    record = new_job(store, video)
+    # Two runners die; the heir's attempt, the last one, fails with worker_died (under node
+    # memory pressure the workers die, or lose the objects they held): when the earlier
+    # runners were killed for memory, that is what the job reports.
     settings = job_settings(lease_s=0.5)
     cause = HostOutOfMemory("killed by the memory monitor", kind="node")
-
-    async def main() -> JobRecord:
-        for number in range(settings.max_chunk_retries):
-            stages = ScriptedStages(local_stages(store), at=2, sleep_s=3600.0)
-            runner = JobRunner(store, stages, settings, owner=f"runner-{number}",
-                               death_cause=lambda owner: cause if known_cause else None)
-            if number == 0:
-                runner.submit(record)
-            else:
-                runner.start()
-            await asyncio.wait_for(stages.reached.wait(), 20)
-            await runner.stop()
-        heir = JobRunner(store, ScriptedStages(local_stages(store), at=2, error=WorkerDied, times=1), settings,
-                         owner="heir", death_cause=lambda owner: cause if known_cause else None)
-        heir.start()
-        try:
-            return await asyncio.wait_for(heir.wait(record.id, poll_s=0.05), 20)
-        finally:
-            await heir.stop()
-
-    ended = asyncio.run(main())
+    ended = run_with_dying_runners(store, new_job(store, video), settings, settings.max_chunk_retries,
+                                   ScriptedStages(local_stages(store), at=2, error=WorkerDied, times=1),
+                                   lambda owner: cause if known_cause else None)
     assert ended.state is JobState.failed
     assert ended.error["code"] == ("out_of_memory" if known_cause else "worker_died")
     assert ended.error["chunk"] == 2 and ended.error["attempts"] == settings.max_chunk_retries + 1
