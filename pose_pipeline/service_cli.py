@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -96,6 +97,9 @@ def start(serve_config: Path | None, host: str, port: int, num_gpus: float | Non
 
 def _serve(args: argparse.Namespace) -> int:
     start(args.serve_config, args.host, args.port, args.num_gpus)
+    # A container is stopped with SIGTERM: shut down as on Ctrl-C (Ray's own handler would
+    # dump a stack trace and exit with the signal).
+    signal.signal(signal.SIGTERM, _interrupt)
     url = f"http://{args.host}:{args.port}"
     print(f"pose-pipeline is serving on {url} (API docs: {url}/docs; Ray dashboard: http://127.0.0.1:8265)\n"
           f"try: pose-pipeline submit VIDEO --wait -o result.json   (Ctrl-C stops the service)", file=sys.stderr)
@@ -107,6 +111,10 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         _stop()
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _stop() -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from helpers import load_json
@@ -141,3 +142,30 @@ def test_job_options_reject_bad_values_naming_the_fields(values, fields):
         JobOptions.parse(values)
     assert info.value.details["fields"] == fields
     assert all(name in info.value.message for name in fields)
+
+
+@pytest.mark.serve
+@pytest.mark.slow
+def test_serve_stops_cleanly_on_sigterm(tmp_path):
+    # How a container is stopped: the service must shut down as on Ctrl-C and exit 0.
+    from serve_helpers import free_port, wait_until
+
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("POSE_PIPELINE_")}
+    server = subprocess.Popen([sys.executable, "-m", "pose_pipeline.cli", "serve", "--port", str(port)],
+                              env={**clean, "POSE_PIPELINE_STORE__ROOT": str(tmp_path / "store")},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        def ready() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                return False
+        wait_until(ready, 180, 1, "the service")
+        server.terminate()
+        _, stderr = server.communicate(timeout=120)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert server.returncode == 0, stderr[-2000:]
+    assert "SIGTERM received" not in stderr
