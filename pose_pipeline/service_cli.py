@@ -78,7 +78,10 @@ LOCAL_CLUSTER_ENV = {"RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "1", "RAY_SERVE_METRIC
 
 
 def start(serve_config: Path | None, host: str, port: int, num_gpus: float | None = None) -> None:
-    """Start Ray (local) and the application; returns once it is deployed."""
+    """Start Ray (local) and the application; returns once it is deployed.
+
+    From the moment Ray runs, SIGTERM raises ``KeyboardInterrupt``, as Ctrl-C does: the caller
+    stops the service in a ``finally``."""
     import ray
     from ray import serve
 
@@ -90,20 +93,20 @@ def start(serve_config: Path | None, host: str, port: int, num_gpus: float | Non
     if not ray.is_initialized():
         ray.init(num_gpus=num_gpus, include_dashboard=True, dashboard_host="127.0.0.1",
                  logging_level="WARNING", log_to_driver=False)
+    # A container is stopped with SIGTERM. Ray's init installs its own handler (a stack dump, then
+    # exit with the signal), so ours comes after it, and before the deployment, which takes a while.
+    signal.signal(signal.SIGTERM, _interrupt)
     serve.start(http_options={**config.http_options, "host": host, "port": port})
     serve.run(compose(config.args, config.deployments), name="pose", route_prefix="/", blocking=False,
               logging_config=config.logging_config)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    start(args.serve_config, args.host, args.port, args.num_gpus)
-    # A container is stopped with SIGTERM: shut down as on Ctrl-C (Ray's own handler would
-    # dump a stack trace and exit with the signal).
-    signal.signal(signal.SIGTERM, _interrupt)
-    url = f"http://{args.host}:{args.port}"
-    print(f"pose-pipeline is serving on {url} (API docs: {url}/docs; Ray dashboard: http://127.0.0.1:8265)\n"
-          f"try: pose-pipeline submit VIDEO --wait -o result.json   (Ctrl-C stops the service)", file=sys.stderr)
     try:
+        start(args.serve_config, args.host, args.port, args.num_gpus)
+        url = f"http://{args.host}:{args.port}"
+        print(f"pose-pipeline is serving on {url} (API docs: {url}/docs; Ray dashboard: http://127.0.0.1:8265)\n"
+              f"try: pose-pipeline submit VIDEO --wait -o result.json   (Ctrl-C stops the service)", file=sys.stderr)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
@@ -121,8 +124,9 @@ def _stop() -> None:
     import ray
     from ray import serve
 
-    serve.shutdown()
-    ray.shutdown()
+    if ray.is_initialized():  # serve.shutdown() would start Ray just to find nothing to stop
+        serve.shutdown()
+        ray.shutdown()
 
 
 # --- submit ----------------------------------------------------------------------------------
@@ -172,8 +176,8 @@ def _demo(args: argparse.Namespace) -> int:
         video = Path(tmp) / "demo.mp4"
         synthetic.write_video(video, synthetic.demo_scene(duration_s=args.seconds, size=(640, 360)))
         print("starting a local Ray cluster and the service ...", file=sys.stderr)
-        start(None, "127.0.0.1", args.port)
         try:
+            start(None, "127.0.0.1", args.port)
             with Client(f"http://127.0.0.1:{args.port}") as client:
                 job = client.submit(video)
                 bar = ProgressBar("demo.mp4")

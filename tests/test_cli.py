@@ -146,8 +146,10 @@ def test_job_options_reject_bad_values_naming_the_fields(values, fields):
 
 @pytest.mark.serve
 @pytest.mark.slow
-def test_serve_stops_cleanly_on_sigterm(tmp_path):
-    # How a container is stopped: the service must shut down as on Ctrl-C and exit 0.
+@pytest.mark.parametrize("when", ["deploying", "ready"])
+def test_serve_stops_cleanly_on_sigterm(tmp_path, when):
+    # How a container is stopped: the service must shut down as on Ctrl-C and exit 0, also while
+    # the application is still being deployed (Serve's proxy answers, the app is not ready yet).
     from serve_helpers import free_port, wait_until
 
     port = free_port()
@@ -156,12 +158,13 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path):
                               env={**clean, "POSE_PIPELINE_STORE__ROOT": str(tmp_path / "store")},
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        def ready() -> bool:
+        def reached() -> bool:
             try:
-                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
+                status = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code
             except httpx.HTTPError:
                 return False
-        wait_until(ready, 180, 1, "the service")
+            return when == "deploying" or status == 200
+        wait_until(reached, 180, 0.2, f"the service {when}")
         server.terminate()
         _, stderr = server.communicate(timeout=120)
     finally:
