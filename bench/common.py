@@ -311,6 +311,24 @@ def serve_processes() -> dict[str, list[int]]:
     return found
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by this process and its descendants, by name:
+    Serve's processes as in ``serve_processes``, Ray's own by executable ("raylet", "gcs_server",
+    ...); "bench" is this process. Differences of two calls show where a run's CPU went."""
+    import psutil
+
+    names = {pid: name for name, pids in serve_processes().items() for pid in pids}
+    used: dict[str, float] = {}
+    for proc in [psutil.Process(os.getpid()), *_own_descendants()]:
+        try:
+            times = proc.cpu_times()
+            name = "bench" if proc.pid == os.getpid() else names.get(proc.pid) or proc.name()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        used[name] = used.get(name, 0.0) + times.user + times.system
+    return used
+
+
 def rss_bytes(pid: int) -> int:
     import psutil
 

@@ -7,7 +7,9 @@ holds frames."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import ray
@@ -33,11 +35,11 @@ class ChunkRef:
     is_last: bool
 
 
-def ffmpeg_threads() -> int:
-    """FFmpeg threads for this replica: its CPUs (at least one). Left to itself FFmpeg starts
-    one per core of the machine, and they take the cores of the tracking replica beside it
-    (bench/RESULTS.md, section 2); since the next chunk is decoded while this one is tracked,
-    one thread keeps ahead."""
+def replica_cpus() -> int:
+    """This replica's CPUs (at least one): the FFmpeg threads of a decode, and how many chunks
+    it decodes at once. Otherwise a replica that reserved half a core would decode with a thread
+    per core of the machine, as many chunks at once as it has requests, and take the cores of
+    the tracking replicas beside it (bench/RESULTS.md, sections 2 and 4)."""
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
     return max(1, int(cpus))
 
@@ -46,14 +48,21 @@ def ffmpeg_threads() -> int:
 class Decode:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.stage = DecodeStage(open_store(settings), reuse_buffer=True, threads=ffmpeg_threads())
+        cpus = replica_cpus()
+        self.stage = DecodeStage(open_store(settings), reuse_buffer=True, threads=cpus)
+        # Decodes run on threads of the replica's own, one per CPU; requests beyond wait here,
+        # counted as ongoing, so autoscaling sees them.
+        self.decoders = ThreadPoolExecutor(cpus, thread_name_prefix="decode")
         self.metrics = Metrics.create()
 
     def probe(self, path: str) -> VideoProbe:
         """Probe an upload in the store's spool folder (checked against the limits)."""
         return probe(path, self.settings.limits)
 
-    def decode(self, task: ChunkTask) -> ChunkRef:
+    async def decode(self, task: ChunkTask) -> ChunkRef:
+        return await asyncio.get_running_loop().run_in_executor(self.decoders, self._decode, task)
+
+    def _decode(self, task: ChunkTask) -> ChunkRef:
         started = time.perf_counter()
         decoded = self.stage.decode(task)
         ref = ray.put(decoded)  # a copy: the decoder reuses its buffer for the job's next chunk

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import httpx
 import psutil
@@ -26,7 +28,9 @@ import ray  # noqa: E402
 from ray import serve  # noqa: E402
 
 from deployments.app import compose  # noqa: E402
-from pose_pipeline.store import LocalJobStore  # noqa: E402
+from pose_pipeline.jobs import ChunkTask  # noqa: E402
+from pose_pipeline.store import JobRecord, JobState, LocalJobStore, new_job_id  # noqa: E402
+from pose_pipeline.video import DecodeCursor, DecodeOptions, probe  # noqa: E402
 
 # Small CPU shares so that every replica of every app fits on a 2-core machine; JSON logs
 # as in serve_config.yaml, so that job ids are fields of each line.
@@ -142,3 +146,24 @@ def part_files(store_root: Path) -> list[Path]:
 
 def job_store(store_root: Path) -> LocalJobStore:
     return LocalJobStore(store_root)
+
+
+@contextmanager
+def first_chunk_task(store_root: Path, video: Path, decoding: DecodeOptions, filename: str) -> Iterator[ChunkTask]:
+    """The task of a job's first chunk, to call the Decode and Tracking deployments directly:
+    the video is stored under a job that has ended, so that no runner adopts it, and the job
+    is deleted afterwards."""
+    jobs = job_store(store_root)
+    upload = jobs.new_upload_path()
+    shutil.copyfile(video, upload)
+    probed = probe(upload)
+    now = time.time()
+    record = jobs.create(JobRecord(id=new_job_id(), state=JobState.failed, created_at=now, updated_at=now,
+                                   filename=filename, options={}, video=probed.to_dict(),
+                                   frames_total=probed.frame_count, engine="motion", decoding=asdict(decoding)),
+                         upload)
+    try:
+        yield ChunkTask(job_id=record.id, chunk_index=0, cursor=DecodeCursor(), video=probed, decoding=decoding,
+                        engine="motion", filename=filename)
+    finally:
+        jobs.delete(record.id)

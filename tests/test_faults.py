@@ -8,9 +8,6 @@ aimed at uploads of a given file name (tests pick the scenario by naming the upl
 
 from __future__ import annotations
 
-import shutil
-import time
-from dataclasses import asdict
 from pathlib import Path
 
 import httpx
@@ -21,11 +18,9 @@ from ray import serve
 
 from deployments.common import as_pipeline_error
 from pose_pipeline import synthetic
-from pose_pipeline.jobs import ChunkTask
-from pose_pipeline.store import JobRecord, JobState, new_job_id
-from pose_pipeline.video import DecodeCursor, DecodeOptions, probe
-from serve_helpers import (ServeCluster, is_ready, job_store, offline_result, replica_processes, spool_files,
-                           submit, wait_job, wait_until)
+from pose_pipeline.video import DecodeOptions
+from serve_helpers import (ServeCluster, first_chunk_task, is_ready, job_store, offline_result, replica_processes,
+                           spool_files, submit, wait_job, wait_until)
 
 pytestmark = [pytest.mark.serve, pytest.mark.slow]
 
@@ -225,32 +220,21 @@ def test_a_chunk_decoded_ahead_is_lost_with_its_decode_replica(service, video):
     # chunk from the node's store (what it did here), or report it lost; then the tracking call
     # must fail with the retryable worker_died (the runner decodes it again), nothing else.
     http, store = service
-    jobs = job_store(store)
-    upload = jobs.new_upload_path()
-    shutil.copyfile(video, upload)
-    probed = probe(upload)
     decoding = DecodeOptions(chunk_bytes=SIZE[0] * SIZE[1] * 3 * CHUNK_FRAMES)
-    now = time.time()
-    record = jobs.create(JobRecord(id=new_job_id(), state=JobState.failed, created_at=now, updated_at=now,
-                                   filename="ahead.mp4", options={}, video=probed.to_dict(),
-                                   frames_total=probed.frame_count, engine="motion", decoding=asdict(decoding)),
-                         upload)  # ended: no runner adopts it
     try:
-        task = ChunkTask(job_id=record.id, chunk_index=0, cursor=DecodeCursor(), video=probed, decoding=decoding,
-                         engine="motion", filename=record.filename)
-        ahead = serve.get_deployment_handle("Decode", "pose").decode.remote(task).result(timeout_s=60)
-        victims = replica_processes("pose", "Decode")
-        for process in victims:
-            process.kill()
-        psutil.wait_procs(victims, timeout=10)
-        try:
-            tracked = serve.get_deployment_handle("Tracking", "pose").track.remote(ahead).result(timeout_s=60)
-        except Exception as exc:
-            assert as_pipeline_error(exc).code == "worker_died", exc
-        else:
-            assert (tracked.task.chunk_index, tracked.frames) == (0, CHUNK_FRAMES)
+        with first_chunk_task(store, video, decoding, "ahead.mp4") as task:
+            ahead = serve.get_deployment_handle("Decode", "pose").decode.remote(task).result(timeout_s=60)
+            victims = replica_processes("pose", "Decode")
+            for process in victims:
+                process.kill()
+            psutil.wait_procs(victims, timeout=10)
+            try:
+                tracked = serve.get_deployment_handle("Tracking", "pose").track.remote(ahead).result(timeout_s=60)
+            except Exception as exc:
+                assert as_pipeline_error(exc).code == "worker_died", exc
+            else:
+                assert (tracked.task.chunk_index, tracked.frames) == (0, CHUNK_FRAMES)
     finally:
-        jobs.delete(record.id)
         wait_until(lambda: is_ready(http), 120, 1, "a new Decode replica")
 
 

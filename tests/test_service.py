@@ -13,17 +13,21 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
+import ray
+from ray import serve
 
 import media
 from pose_pipeline import synthetic
 from pose_pipeline.client import Client
-from serve_helpers import (ServeCluster, is_ready, offline_result, part_files, replica_processes, spool_files,
-                           submit, wait_job, wait_until)
+from pose_pipeline.video import DecodeOptions
+from serve_helpers import (ServeCluster, first_chunk_task, is_ready, offline_result, part_files, replica_processes,
+                           spool_files, submit, wait_job, wait_until)
 
 pytestmark = [pytest.mark.serve, pytest.mark.slow]
 
@@ -321,6 +325,24 @@ def test_overload_answers_503_with_retry_after_and_accepted_jobs_finish(strict, 
         assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
         assert response.json()["error"]["code"] == "overloaded"
     assert [wait_job(strict, r.json()["job_id"])["state"] for r in accepted] == ["succeeded"] * len(accepted)
+
+
+def test_a_decode_replica_decodes_no_more_chunks_at_once_than_its_cpus(http, cluster, video):
+    # A replica takes no more CPU than it reserves (less than one here: one decode at a time).
+    # It gets four whole-video chunks at once: decoded one at a time, the decodes' own
+    # durations add up to no more than the wall time of all four (before: 3x as much).
+    decoding = DecodeOptions(chunk_bytes=2**30)
+    decode = serve.get_deployment_handle("Decode", "pose").decode
+    with ExitStack() as stack:
+        tasks = [stack.enter_context(first_chunk_task(cluster.stores["pose"], video, decoding, f"at-once-{i}.mp4"))
+                 for i in range(4)]
+        started = time.perf_counter()
+        replies = [decode.remote(task) for task in tasks]
+        refs = [reply.result(timeout_s=60) for reply in replies]
+        wall_s = time.perf_counter() - started
+        chunks = ray.get([ref.chunk for ref in refs])
+    assert all(chunk.chunk.is_last and len(chunk.chunk) == 60 for chunk in chunks)
+    assert sum(chunk.seconds for chunk in chunks) <= wall_s
 
 
 # --- readiness -------------------------------------------------------------------------------
