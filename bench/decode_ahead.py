@@ -5,9 +5,11 @@ cluster per side and round, alternated (on, off, on, off), each with the concurr
 benchmark's deployments (Tracking: 2 replicas of 0.5 CPU; jobs.max_running 4) and a warm-up
 of 4 jobs at once: the first time a cluster holds that many chunks, the Decode replica's copies
 into the object store touch fresh pages (page faults; decoding ahead holds more chunks, so it
-paid more), a cost a running service has paid long before. Reports video-seconds per wall second, medians, and on / off; and where the CPU went:
-CPU seconds per video-second of each process (Serve's replicas by deployment, Ray's own
-processes by name), medians, at each level.
+paid more), a cost a running service has paid long before.
+
+Reports video-seconds per wall second, medians, and on / off; and where the CPU went: CPU
+seconds per video-second of each process (Serve's replicas by deployment, Ray's own processes
+by name), medians, at each level.
 
     python bench/decode_ahead.py [--quick] [--repeats N] [--port 87xx]
 """
