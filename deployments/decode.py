@@ -52,7 +52,7 @@ class Decode:
         self.stage = DecodeStage(open_store(settings), reuse_buffer=True, threads=cpus)
         # Decodes run on threads of the replica's own, one per CPU; requests beyond wait here,
         # counted as ongoing, so autoscaling sees them.
-        self.decoders = ThreadPoolExecutor(cpus, thread_name_prefix="decode")
+        self.decode_threads = ThreadPoolExecutor(cpus, thread_name_prefix="decode")
         self.metrics = Metrics.create()
 
     def probe(self, path: str) -> VideoProbe:
@@ -60,7 +60,7 @@ class Decode:
         return probe(path, self.settings.limits)
 
     async def decode(self, task: ChunkTask) -> ChunkRef:
-        return await asyncio.get_running_loop().run_in_executor(self.decoders, self._decode, task)
+        return await asyncio.get_running_loop().run_in_executor(self.decode_threads, self._decode, task)
 
     def _decode(self, task: ChunkTask) -> ChunkRef:
         started = time.perf_counter()
