@@ -55,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo_video)
 
     from . import service_cli
+    from .models_cli import add_models_commands
     service_cli.add_commands(commands, _add_job_options)
+    add_models_commands(commands)
     try:
         from .weights_cli import add_weights_commands
     except ImportError:  # the PHALP engine's tools are optional
@@ -83,6 +85,7 @@ def job_options(args: argparse.Namespace, **extra):
 
 def _track(args: argparse.Namespace) -> int:
     from .engines import EngineRegistry
+    from .models_cli import ensure_models
     from .pipeline import track_file
     from .progress import ProgressBar
     from .serialize import ResultFiles
@@ -93,7 +96,10 @@ def _track(args: argparse.Namespace) -> int:
     if not args.video.is_file():
         print(f"error: not_found: no such file: {args.video}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    engine = EngineRegistry().create(options.engine or settings.engine.name, settings.engine.options)
+    if options.engine not in (None, settings.engine.name):  # the engine's options belong to the configured one
+        settings = Settings.from_dict({**settings.model_dump(), "engine": {"name": options.engine}})
+    ensure_models(settings, notice)
+    engine = EngineRegistry().create(settings.engine.name, settings.engine.options)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     files = ResultFiles(args.output.parent, [fmt], stem=args.output.name.removesuffix(f".{fmt}"))
     bar = ProgressBar(args.video.name)
@@ -107,6 +113,10 @@ def _track(args: argparse.Namespace) -> int:
         engine.close()
     print(f"{args.output}: {len(tracks)} tracks", file=sys.stderr)
     return 0
+
+
+def notice(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def _probe(args: argparse.Namespace) -> int:

@@ -62,8 +62,10 @@ class DecodeSettings(_Section):
 
 
 class EngineSettings(_Section):
-    #: Registered engine name: "motion" (CPU, no weights) or "phalp" (GPU, upstream PHALP + HMR2.0).
-    name: str = "motion"
+    #: Registered engine name: "blazepose" (CPU skeletons; model files fetched from a pinned
+    #: wheel), "phalp" (GPU, upstream PHALP + HMR2.0) or "motion" (CPU boxes of moving
+    #: things, no model: for tests of the service).
+    name: str = "blazepose"
     #: Engine-specific options, passed to the engine's constructor (see docs/engines.md).
     options: dict[str, Any] = Field(default_factory=dict)
 

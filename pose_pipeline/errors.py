@@ -153,6 +153,12 @@ class EngineUnavailable(PipelineError):
     code, status = "engine_unavailable", 503
 
 
+class FetchFailed(PipelineError):
+    """Files the project takes from a pinned wheel (models, demo clips) could not be fetched."""
+
+    code, status = "fetch_failed", 503
+
+
 class NotReady(PipelineError):
     code, status = "not_ready", 503
 

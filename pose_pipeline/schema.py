@@ -22,6 +22,7 @@ _PIXEL_DECIMALS = 2
 _METRIC_DECIMALS = 4
 _ANGLE_DECIMALS = 5
 _SCORE_DECIMALS = 4
+_CONFIDENCE_DECIMALS = 3
 
 
 def _f32(values: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -68,8 +69,13 @@ class Person:
     smpl: SmplParams | None = None
     #: Translation of the SMPL root in the full-frame camera (metres); see ``CameraModel``.
     translation: np.ndarray | None = None  # (3,)
-    joints_3d: np.ndarray | None = None  # (J, 3), camera frame, metres, relative to translation
+    #: (J, 3) metres. phalp: camera frame, relative to ``translation``; blazepose: origin
+    #: between the hips, camera axes (docs/result-schema.md, Joint sets).
+    joints_3d: np.ndarray | None = None
     joints_2d: np.ndarray | None = None  # (J, 2), source pixels
+    #: (J,) in [0, 1]: how sure the engine is that each joint is where it says (blazepose:
+    #: visibility, the probability that the joint is in the frame and not occluded).
+    joints_confidence: np.ndarray | None = None
 
     def scaled(self, sx: float, sy: float) -> "Person":
         """The same person with pixel quantities multiplied by (sx, sy)."""
@@ -95,11 +101,13 @@ class Person:
             d["joints_3d"] = _rounded(self.joints_3d, _METRIC_DECIMALS)
         if self.joints_2d is not None:
             d["joints_2d"] = _rounded(self.joints_2d, _PIXEL_DECIMALS)
+        if self.joints_confidence is not None:
+            d["joints_confidence"] = _rounded(self.joints_confidence, _CONFIDENCE_DECIMALS)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Person":
-        j3, j2 = d.get("joints_3d"), d.get("joints_2d")
+        j3, j2, jc = d.get("joints_3d"), d.get("joints_2d"), d.get("joints_confidence")
         return cls(
             track_id=int(d["track_id"]),
             bbox=_f32(d["bbox"], (4,)),
@@ -109,6 +117,7 @@ class Person:
             translation=_f32(d["translation"], (3,)) if "translation" in d else None,
             joints_3d=None if j3 is None else _f32(j3, (len(j3), 3)),
             joints_2d=None if j2 is None else _f32(j2, (len(j2), 2)),
+            joints_confidence=None if jc is None else _f32(jc, (len(jc),)),
         )
 
 

@@ -20,6 +20,8 @@ MEDIA_TYPES = {"json": "application/json", "npz": "application/octet-stream"}
 _OPTIONAL_FIELDS = {
     "global_orient": (3,), "body_pose": (23, 3), "betas": (10,), "translation": (3,),
 }
+# Optional per-joint arrays, whose first axis is the engine's joint count.
+_JOINT_FIELDS = ("joints_3d", "joints_2d", "joints_confidence")
 
 
 class ResultWriter(Protocol):
@@ -98,7 +100,7 @@ def _track_arrays(track_id: int, entries: list[tuple[int, Person]]) -> dict[str,
         if any(v is not None for v in values):
             out[prefix + name] = np.stack([np.full(shape, np.nan, np.float32) if v is None else v
                                            for v in values]).astype(np.float32)
-    for name in ("joints_3d", "joints_2d"):
+    for name in _JOINT_FIELDS:
         values = [getattr(p, name) for p in people]
         present = [v for v in values if v is not None]
         if present:
@@ -139,7 +141,7 @@ def _track_people(data, track_id: int):
     prefix = f"track_{track_id}."
     get = lambda name: data[prefix + name] if prefix + name in data else None  # noqa: E731
     frames, bbox, score, detected = get("frame"), get("bbox"), get("score"), get("detected")
-    optional = {name: get(name) for name in (*_OPTIONAL_FIELDS, "joints_3d", "joints_2d")}
+    optional = {name: get(name) for name in (*_OPTIONAL_FIELDS, *_JOINT_FIELDS)}
     for row, frame_index in enumerate(frames.tolist()):
         value = {name: None if arr is None or np.isnan(arr[row]).all() else arr[row]
                  for name, arr in optional.items()}
@@ -147,7 +149,8 @@ def _track_people(data, track_id: int):
         if value["global_orient"] is not None:
             smpl = SmplParams(value["global_orient"], value["body_pose"], value["betas"])
         yield frame_index, Person(track_id, bbox[row], float(score[row]), bool(detected[row]), smpl,
-                                  value["translation"], value["joints_3d"], value["joints_2d"])
+                                  value["translation"], value["joints_3d"], value["joints_2d"],
+                                  value["joints_confidence"])
 
 
 def read_result(path: str | os.PathLike) -> TrackingResult:

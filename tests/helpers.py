@@ -24,10 +24,12 @@ def demo_video(path: Path, seconds: float = DEMO_SECONDS, size: tuple[int, int] 
 
 
 def small_settings(chunk_frames: int = CHUNK_FRAMES, size: tuple[int, int] = DEMO_SIZE, **sections) -> Settings:
-    """Settings whose chunks hold ``chunk_frames`` frames of ``size``; ``sections`` override
-    whole sections, e.g. ``jobs={"max_chunk_retries": 1}``."""
+    """Settings whose chunks hold ``chunk_frames`` frames of ``size``, with the motion engine
+    (the synthetic videos are its ground truth); ``sections`` override whole sections, e.g.
+    ``jobs={"max_chunk_retries": 1}``."""
     width, height = size
-    return Settings.from_dict({"decode": {"chunk_bytes": chunk_frames * width * height * 3}, **sections})
+    return Settings.from_dict({"decode": {"chunk_bytes": chunk_frames * width * height * 3},
+                               "engine": {"name": "motion"}, **sections})
 
 
 def reference_result(video: Path, out_dir: Path, settings: Settings, options: JobOptions,

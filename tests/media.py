@@ -132,3 +132,33 @@ def corrupt_middle(path: str | os.PathLike, length: int = 2048, at: float = 0.5,
     data[start:start + length] = np.random.default_rng(seed).integers(0, 256, length, dtype=np.uint8).tobytes()
     Path(path).write_bytes(bytes(data))
     return Path(path)
+
+
+def read_frames(path: str | os.PathLike, limit: int | None = None) -> list[np.ndarray]:
+    """The video's frames as RGB arrays (the first ``limit`` only, if given)."""
+    frames = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            if limit is not None and len(frames) == limit:
+                break
+            frames.append(frame.to_ndarray(format="rgb24"))
+    return frames
+
+
+def montage(path: str | os.PathLike, clips: Sequence[Sequence[np.ndarray]],
+            cells: Sequence[tuple[int, int, int, int]], size: tuple[int, int], fps: int = 30,
+            mirror: Sequence[bool] = (), background: int = 96) -> Path:
+    """A video of ``size`` whose frame i shows frame i of each clip scaled (FFmpeg's scaler)
+    into its cell (x, y, width, height), optionally mirrored, on a grey background: real
+    people, several at once or small, from clips of one person."""
+    width, height = size
+    count = min(len(clip) for clip in clips)
+
+    def draw(i: int) -> np.ndarray:
+        canvas = np.full((height, width, 3), background, dtype=np.uint8)
+        for k, (clip, (x, y, w, h)) in enumerate(zip(clips, cells)):
+            image = av.VideoFrame.from_ndarray(clip[i], format="rgb24").reformat(w, h).to_ndarray(format="rgb24")
+            canvas[y:y + h, x:x + w] = image[:, ::-1] if k < len(mirror) and mirror[k] else image
+        return canvas
+
+    return write_video(path, size=size, fps=fps, frames=count, draw=draw)

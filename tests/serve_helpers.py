@@ -62,6 +62,8 @@ class ServeCluster:
 
     def deploy(self, name: str, settings: dict[str, Any], deployments: dict[str, dict] | None = None,
                route_prefix: str = "/") -> str:
+        """Deploy the application; the engine is motion unless ``settings`` names one."""
+        settings = {"engine": {"name": "motion"}, **settings}
         options = {d: {**SMALL, **(deployments or {}).get(d, {})}
                    for d in ("Ingress", "Decode", "Tracking", "Aggregation")}
         serve.run(compose({"settings": settings}, options), name=name, route_prefix=route_prefix,
@@ -98,11 +100,12 @@ def is_ready(client: httpx.Client) -> bool:
         return False
 
 
-def offline_result(video: Path, out: Path, *args: str) -> dict:
+def offline_result(video: Path, out: Path, *args: str, engine: str = "motion") -> dict:
     """The offline CLI's result for ``video`` (frames at source size, as the tests' apps use)."""
+    env = {"POSE_PIPELINE_DECODE__MAX_SIDE": "null", "POSE_PIPELINE_ENGINE__NAME": engine,
+           **{k: os.environ[k] for k in ("PATH", "HOME", "XDG_CACHE_HOME") if k in os.environ}}
     subprocess.run([sys.executable, "-m", "pose_pipeline.cli", "track", str(video), "-o", str(out), *args],
-                   check=True, capture_output=True, env={"POSE_PIPELINE_DECODE__MAX_SIDE": "null",
-                                                         "PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+                   check=True, capture_output=True, env=env)
     return json.loads(out.read_text())
 
 

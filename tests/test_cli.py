@@ -23,10 +23,11 @@ WIDTH, HEIGHT, SECONDS, FPS = 240, 136, 2, 30
 
 
 def cli(*args: str | Path, env: dict[str, str] | None = None, code: int = 0) -> subprocess.CompletedProcess:
-    """Run the command; assert its exit status. Settings come only from ``env``."""
+    """Run the command; assert its exit status. Settings come only from ``env``; the engine is
+    motion, whose ground truth the synthetic videos are, unless ``env`` says otherwise."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("POSE_PIPELINE_")}
     done = subprocess.run([sys.executable, "-m", "pose_pipeline.cli", *map(str, args)], capture_output=True,
-                          text=True, env={**clean, **(env or {})}, timeout=120)
+                          text=True, env={**clean, "POSE_PIPELINE_ENGINE__NAME": "motion", **(env or {})}, timeout=120)
     assert done.returncode == code, done.stderr
     return done
 

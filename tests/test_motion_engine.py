@@ -38,7 +38,8 @@ from scipy.optimize import linear_sum_assignment
 
 from pose_pipeline import synthetic
 from pose_pipeline.engines.base import ChunkOutput, VideoSpec
-from pose_pipeline.engines.motion import MotionEngine, box_iou
+from pose_pipeline.engines.boxes import box_iou
+from pose_pipeline.engines.motion import MotionEngine
 from pose_pipeline.engines.registry import EngineRegistry
 from pose_pipeline.errors import InternalError, InvalidOption
 from pose_pipeline.schema import Person
@@ -402,7 +403,7 @@ def test_state_is_deterministic_and_round_trips(crossing_video):
     restored = MotionEngine().restore(state)  # an engine with other options: the state's win
     assert restored.options == engine.options
     assert restored.export_state() == state
-    for damaged in (b"not a state", state[:100], state.replace(b'"format": 1', b'"format": 9')):
+    for damaged in (b"not a state", state[:100], state.replace(b'"format": 2', b'"format": 9')):
         with pytest.raises(InternalError):
             engine.restore(damaged)
 

@@ -56,7 +56,7 @@ def test_production_tracking_is_gpu_pinned_and_cpu_config_needs_no_gpu():
     limit = _load("serve_config.yaml")["applications"][0]["args"]["settings"]["tracking"]["memory_limit_bytes"]
     assert limit <= memory, "the replica's own limit must not exceed what Ray reserves for it"
     assert all("num_gpus" not in d.get("ray_actor_options", {}) for d in cpu.values())
-    assert _load("serve_config.cpu.yaml")["applications"][0]["args"]["settings"]["engine"]["name"] == "motion"
+    assert _load("serve_config.cpu.yaml")["applications"][0]["args"]["settings"]["engine"]["name"] == "blazepose"
 
 
 def test_build_app_has_the_signature_serve_requires():

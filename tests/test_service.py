@@ -1,9 +1,11 @@
 """The Serve application over real HTTP on a local Ray cluster with a fake GPU.
 
-Three applications share the module's cluster:
-- "pose" at /: the embedded default with two 0.5-GPU tracking replicas;
+Four applications share the module's cluster:
+- "pose" at /: two 0.5-GPU tracking replicas of the motion engine (the synthetic videos are
+  its ground truth);
 - "strict" at /strict: bearer tokens, small limits, short TTL, a queue of one;
-- "broken" at /broken: an engine that cannot load (the upstream PHALP stack is absent).
+- "broken" at /broken: an engine that cannot load (the upstream PHALP stack is absent);
+- "cpu" at /cpu: the embedded default engine, blazepose, on a real clip.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ray import serve
 
 import media
 from pose_pipeline import synthetic
+from pose_pipeline.clips import CARPHONE, clip
 from pose_pipeline.client import Client
 from pose_pipeline.video import DecodeOptions
 from serve_helpers import (ServeCluster, first_chunk_task, is_ready, offline_result, part_files, replica_processes,
@@ -58,6 +61,8 @@ def cluster(tmp_module):
         }, route_prefix="/strict")
         cluster.deploy("broken", {**common, "store": {"root": str(tmp_module / "broken-store")},
                                   "engine": {"name": "phalp"}}, route_prefix="/broken")
+        cluster.deploy("cpu", {"decode": {"max_side": None}, "store": {"root": str(tmp_module / "cpu-store")},
+                               "engine": {"name": "blazepose"}}, route_prefix="/cpu")
         cluster.stores = {"pose": main_store, "strict": strict_store}
         yield cluster
     finally:
@@ -86,6 +91,20 @@ def video(tmp_module) -> Path:
 
 
 # --- results --------------------------------------------------------------------------------
+
+
+def test_blazepose_job_gives_the_skeletons_the_cli_gives(cluster, http, tmp_path):
+    """The default engine through the service: the man in carphone, one track, 33 joints in
+    every frame, the same result as ``pose-pipeline track``."""
+    video = clip(CARPHONE)
+    with httpx.Client(base_url=cluster.url("/cpu"), timeout=120) as cpu:
+        wait_until(lambda: is_ready(cpu), 120, 1, "the blazepose application")
+        done = wait_job(cpu, submit(cpu, video)["job_id"])
+        assert done["state"] == "succeeded", done
+        served = cpu.get(f"/v1/jobs/{done['job_id']}/result").json()
+    assert served == offline_result(video, tmp_path / "offline.json", engine="blazepose")
+    assert served["engine"]["name"] == "blazepose" and len(served["tracks"]) == 1
+    assert all(len(f["people"]) == 1 and len(f["people"][0]["joints_2d"]) == 33 for f in served["frames"])
 
 
 def test_http_result_equals_offline_cli(http, video, tmp_path):

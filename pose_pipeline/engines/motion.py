@@ -56,29 +56,30 @@ header (floats written with ``repr``, which round-trips exactly) and the raw arr
 
 from __future__ import annotations
 
-import json
 import math
-import struct
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from dataclasses import asdict, dataclass
+from typing import Iterator
 
 import numpy as np
 from scipy import ndimage
-from scipy.optimize import linear_sum_assignment
 
 from ..errors import InternalError, InvalidOption
-from ..schema import EngineInfo, Frame, Person
-from ..video import FrameChunk
-from .base import ChunkOutput, Engine, Session, VideoSpec
+from ..schema import EngineInfo, Person
+from .base import Engine, VideoSpec
+from .boxes import box_area, intersection_area
+from .framewise import FramewiseSession
+from .kalman import box_to_measurement, kalman_initiate
+from .state_codec import pack_state, unpack_state
+from .tracker import Detections, Track, Tracker, TrackerOptions, track_from_state, track_to_state
 
 ENGINE_VERSION = "1.0"
 _STATE_MAGIC = b"POSE-PIPELINE-MOTION-STATE\n"
-_STATE_FORMAT = 1
+_STATE_FORMAT = 2
 # Frames shrunk per batch: bounds the float32 working copies of a chunk (two batches at a
 # time), and cannot change results (the shrinking is exact integer arithmetic, per frame).
 _SHRINK_BATCH = 16
-_UNMATCHABLE = 1e6  # cost of a pair the IoU gate refuses
+_SIZE_JUMP = 0.3  # relative change of width or height that is a blob splitting or joining
 
 
 @dataclass(frozen=True)
@@ -173,15 +174,6 @@ class MotionEngine(Engine):
 # --- foreground ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
-class Detections:
-    boxes: np.ndarray  # (M, 4) float64 xyxy, in frame pixels
-    scores: np.ndarray  # (M,) float64 fill ratio in (0, 1]
-    person_like: np.ndarray  # (M,) bool: aspect ratio allows starting a track
-    #: The picture changed as a whole (a cut): the background restarted, nothing detected.
-    new_shot: bool = False
-
-
 def shrink_factor(frame_width: int, frame_height: int, work_side: int | None) -> int:
     """Integer factor that brings the longest side to at most ``work_side``."""
     if work_side is None:
@@ -248,7 +240,7 @@ class ForegroundModel:
         mask = self._foreground_mask(small)
         if mask.mean() > self.options.reset_fraction:  # a cut or a camera move: start afresh
             self._reset(small)
-            return Detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=bool), new_shot=True)
+            return Detections((), new_shot=True)
         labels, _ = ndimage.label(mask)
         detections, ghosts = self._blobs(small, labels)
         self._learn(small, mask, ghosts, labels)
@@ -285,8 +277,9 @@ class ForegroundModel:
             boxes.append((cols.start, rows.start, cols.stop, rows.stop))
             scores.append(areas[label] / (height * width))
             person_like.append(low <= height / width <= high)
-        detections = Detections(np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * self.factor,
-                                np.asarray(scores, dtype=np.float64), np.asarray(person_like, dtype=bool))
+        people = tuple(Person(track_id=0, bbox=np.array(box, dtype=np.float32) * np.float32(self.factor),
+                              score=float(score), detected=True) for box, score in zip(boxes, scores))
+        detections = Detections(people, may_start=np.asarray(person_like, dtype=bool))
         return detections, ghosts
 
     def _is_ghost(self, small: np.ndarray, labels: np.ndarray, label: int, rows: slice, cols: slice) -> bool:
@@ -333,119 +326,20 @@ def edge_strength(image: np.ndarray) -> np.ndarray:
     return dx + dy
 
 
-# --- Kalman filter on boxes ------------------------------------------------------------------
-# State (cx, cy, w, h, vx, vy): constant velocity for the centre, random walk for the size.
-# Noise scales with the box height, as in DeepSORT, so that one tuning fits near and far people.
-
-_F = np.eye(6)
-_F[0, 4] = _F[1, 5] = 1.0
-_H = np.eye(4, 6)
-_POSITION_STD = 1.0 / 20
-_SIZE_JUMP = 0.3  # relative change of width or height that is a blob splitting or joining
-_VELOCITY_STD = 1.0 / 160
-
-
-def box_to_measurement(box: np.ndarray) -> np.ndarray:
-    x1, y1, x2, y2 = box
-    return np.array([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
-
-
-def state_to_box(state: np.ndarray) -> np.ndarray:
-    cx, cy = state[0], state[1]
-    w, h = max(state[2], 1.0), max(state[3], 1.0)
-    return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
-
-
-def kalman_initiate(box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    z = box_to_measurement(box)
-    h = z[3]
-    std = np.array([2 * _POSITION_STD * h] * 4 + [10 * _VELOCITY_STD * h] * 2)
-    return np.concatenate([z, np.zeros(2)]), np.diag(std ** 2)
-
-
-def kalman_predict(x: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    h = max(x[3], 1.0)
-    q = np.diag(np.array([_POSITION_STD * h] * 4 + [_VELOCITY_STD * h] * 2) ** 2)
-    return _F @ x, _F @ p @ _F.T + q
-
-
-def kalman_update(x: np.ndarray, p: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    z = box_to_measurement(box)
-    r = np.diag(np.full(4, _POSITION_STD * max(x[3], 1.0)) ** 2)
-    s = _H @ p @ _H.T + r
-    gain = np.linalg.solve(s, _H @ p).T  # P H^T S^-1, with S symmetric
-    return x + gain @ (z - _H @ x), p - gain @ s @ gain.T
-
-
 # --- tracker ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Track:
-    x: np.ndarray  # Kalman state (6,)
-    p: np.ndarray  # covariance (6, 6)
-    track_id: int = 0  # 0 while tentative
-    hits: int = 1  # consecutive while tentative (a miss deletes it), then total
-    misses: int = 0  # consecutive frames neither matched nor in a group
-    score: float = 0.0  # last detection's score
-    #: While tentative: (frame index, box, score) of each hit, for the back-fill.
-    held: list[tuple[int, np.ndarray, float]] = field(default_factory=list)
+class BlobTracker(Tracker):
+    """The shared tracker with what blobs need: merged blobs as groups, and a motion model
+    that restarts when a blob splits from or joins something."""
 
-    @property
-    def confirmed(self) -> bool:
-        return self.track_id > 0
-
-    def predicted_box(self) -> np.ndarray:
-        return state_to_box(self.x)
-
-
-@dataclass(frozen=True)
-class StepResult:
-    people: list[Person]  # confirmed tracks in this frame, by id
-    backfill: list[tuple[int, Person]]  # held-back detections of tracks confirmed this frame
-
-
-class Tracker:
     def __init__(self, options: MotionOptions, frame_size: tuple[int, int], tracks: list[Track] | None = None,
                  next_id: int = 1) -> None:
-        self.options = options
-        self.frame = np.array([0.0, 0.0, *frame_size])  # for clipping reported boxes
-        self.tracks = tracks or []
-        self.next_id = next_id
+        super().__init__(TrackerOptions(options.n_init, options.max_age, options.max_predicted, options.min_iou),
+                         frame_size, tracks, next_id)
+        self.motion = options
 
-    def step(self, frame_index: int, detections: Detections) -> StepResult:
-        if detections.new_shot:  # positions before a cut say nothing about those after it
-            self.tracks = []
-        boxes = detections.boxes
-        for track in self.tracks:
-            track.x, track.p = kalman_predict(track.x, track.p)
-        predicted = np.array([t.predicted_box() for t in self.tracks]).reshape(-1, 4)
-        in_group = self._groups(predicted, boxes)
-        free_tracks = [i for i in range(len(self.tracks)) if i not in in_group]
-        free_detections = [j for j in range(len(boxes)) if j not in in_group.values()]
-        matches = self._match(predicted, boxes, free_tracks, free_detections)
-
-        people, backfill = [], []
-        for i, track in enumerate(self.tracks):
-            if i in matches:
-                j = matches[i]
-                backfill += self._hit(track, frame_index, boxes[j], float(detections.scores[j]))
-            elif i not in in_group:
-                track.misses += 1
-            person = self._report(track, boxes[matches[i]] if i in matches else None,
-                                  boxes[in_group[i]] if i in in_group else None)
-            people += [person] if person else []
-        used = set(matches.values()) | set(in_group.values())
-        started = []
-        for j in range(len(boxes)):
-            if j not in used and detections.person_like[j]:
-                started.append(self._start(frame_index, boxes[j], float(detections.scores[j])))
-                person = self._report(started[-1], boxes[j], None)  # confirmed at once if n_init == 1
-                people += [person] if person else []
-        self.tracks = [t for t in self.tracks if self._alive(t)] + started
-        return StepResult(sorted(people, key=lambda person: person.track_id), backfill)
-
-    def _groups(self, predicted: np.ndarray, boxes: np.ndarray) -> dict[int, int]:
+    def groups(self, predicted: np.ndarray, boxes: np.ndarray) -> dict[int, int]:
         """Tracks inside merged blobs, as {track: group detection}.
 
         A detection is a group when it covers the predicted boxes of two or more tracks, or
@@ -461,28 +355,17 @@ class Tracker:
         best = coverage.argmax(axis=1)
         members: dict[int, list[int]] = {}
         for row in range(len(eligible)):
-            if coverage[row, best[row]] >= self.options.group_coverage:
+            if coverage[row, best[row]] >= self.motion.group_coverage:
                 members.setdefault(int(best[row]), []).append(row)
         detection_areas = box_area(boxes)
         groups = {}
         for j, rows in members.items():
-            swollen = detection_areas[j] >= self.options.merge_area_ratio * areas[rows[0]]
+            swollen = detection_areas[j] >= self.motion.merge_area_ratio * areas[rows[0]]
             if len(rows) >= 2 or swollen:
                 groups.update({eligible[row]: j for row in rows})
         return groups
 
-    def _match(self, predicted: np.ndarray, boxes: np.ndarray, tracks: list[int],
-               detections: list[int]) -> dict[int, int]:
-        """{track: detection} by the Hungarian algorithm on 1 - IoU, pairs under ``min_iou`` refused."""
-        if not tracks or not detections:
-            return {}
-        iou = box_iou(predicted[tracks], boxes[detections])
-        cost = np.where(iou >= self.options.min_iou, 1.0 - iou, _UNMATCHABLE)
-        rows, cols = linear_sum_assignment(cost)
-        return {tracks[r]: detections[c] for r, c in zip(rows, cols) if cost[r, c] < _UNMATCHABLE}
-
-    def _hit(self, track: Track, frame_index: int, box: np.ndarray, score: float) -> list[tuple[int, Person]]:
-        """Update a matched track; returns the back-fill if this hit confirms it."""
+    def update_motion(self, track: Track, box: np.ndarray) -> None:
         size = box_to_measurement(box)[2:]
         if np.any(np.abs(size - track.x[2:4]) > _SIZE_JUMP * track.x[2:4]) and not self._at_border(box):
             # The blob split from or joined something: its centre jumped, and the velocity
@@ -490,136 +373,40 @@ class Tracker:
             # border, boxes shrink and grow fast because people leave and enter.)
             track.x, track.p = kalman_initiate(box)
         else:
-            track.x, track.p = kalman_update(track.x, track.p, box)
-        track.hits += 1
-        track.misses = 0
-        track.score = score
-        if track.confirmed:
-            return []
-        track.held.append((frame_index, box, score))
-        return self._confirm(track) if track.hits >= self.options.n_init else []
+            super().update_motion(track, box)
 
     def _at_border(self, box: np.ndarray) -> bool:
         margin = 0.01 * self.frame[2:]
         return bool(np.any(box[:2] <= margin) or np.any(box[2:] >= self.frame[2:] - margin))
 
-    def _start(self, frame_index: int, box: np.ndarray, score: float) -> Track:
-        x, p = kalman_initiate(box)
-        track = Track(x, p, score=score, held=[(frame_index, box, score)])
-        if self.options.n_init == 1:
-            self._confirm(track)
-        return track
-
-    def _confirm(self, track: Track) -> list[tuple[int, Person]]:
-        """Give the track its id; returns its held-back hits before this frame as people."""
-        track.track_id = self.next_id
-        self.next_id += 1
-        earlier, track.held = track.held[:-1], []
-        return [(index, self._person(track, box, score, detected=True)) for index, box, score in earlier]
-
-    def _alive(self, track: Track) -> bool:
-        if not track.confirmed:
-            return track.misses == 0  # a tentative track needs consecutive hits
-        return track.misses <= self.options.max_age
-
-    def _report(self, track: Track, detected_box: np.ndarray | None, group_box: np.ndarray | None) -> Person | None:
-        """The track as a person in this frame, or None when it is not to be reported."""
-        if not track.confirmed or track.misses > self.options.max_predicted:
-            return None
-        if detected_box is not None:
-            return self._person(track, detected_box, track.score, detected=True)
-        box = track.predicted_box()
-        if group_box is not None:  # the person is somewhere in the merged blob
-            box = clip_box(box, group_box)
-        elif box_area(clip_box(box, self.frame)[None])[0] < 0.5 * box_area(box[None])[0]:
-            return None  # coasting out of the picture: the person has left
-        box = clip_box(box, self.frame)
-        if box[2] <= box[0] or box[3] <= box[1]:
-            return None
-        return self._person(track, box, track.score, detected=False)
-
-    @staticmethod
-    def _person(track: Track, box: np.ndarray, score: float, detected: bool) -> Person:
-        return Person(track_id=track.track_id, bbox=np.asarray(box, dtype=np.float32), score=float(score),
-                      detected=detected)
-
-
-def box_area(boxes: np.ndarray) -> np.ndarray:
-    return np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
-
-
-def intersection_area(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) areas of the pairwise intersections of xyxy boxes."""
-    width = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    height = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    return np.maximum(width, 0) * np.maximum(height, 0)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    inter = intersection_area(a, b)
-    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
-def clip_box(box: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    return np.array([max(box[0], bounds[0]), max(box[1], bounds[1]),
-                     min(box[2], bounds[2]), min(box[3], bounds[3])])
-
 
 # --- session ---------------------------------------------------------------------------------
 
 
-class MotionSession(Session):
+class MotionSession(FramewiseSession):
+    engine_name = "motion engine"
+
     def __init__(self, options: MotionOptions, video: VideoSpec, next_frame: int = 0,
-                 foreground: ForegroundModel | None = None, tracker: Tracker | None = None) -> None:
+                 foreground: ForegroundModel | None = None, tracker: BlobTracker | None = None) -> None:
+        super().__init__(video, tracker or BlobTracker(options, (video.frame_width, video.frame_height)), next_frame)
         self.options = options
-        self.video = video
-        self.next_frame = next_frame
         factor = shrink_factor(video.frame_width, video.frame_height, options.work_side)
         self.foreground = foreground or ForegroundModel(options, factor)
-        self.tracker = tracker or Tracker(options, (video.frame_width, video.frame_height))
-        self._closed = False
 
-    def process(self, chunk: FrameChunk) -> ChunkOutput:
-        self._check(chunk)
-        people: list[list[Person]] = [[] for _ in range(len(chunk))]
-        corrections: list[tuple[int, Person]] = []
-        for position, image in enumerate(shrunk_frames(chunk.frames, self.foreground.factor)):
-            result = self.tracker.step(chunk.first_frame + position, self.foreground.detect(image))
-            people[position].extend(result.people)
-            for frame_index, person in result.backfill:
-                if frame_index >= chunk.first_frame:
-                    people[frame_index - chunk.first_frame].append(person)
-                else:
-                    corrections.append((frame_index, person))
-        self.next_frame = chunk.first_frame + len(chunk)
-        frames = tuple(
-            Frame(index=chunk.first_frame + k, source_index=int(chunk.source_indices[k]),
-                  time_s=float(chunk.times[k]), people=tuple(sorted(found, key=lambda p: p.track_id)))
-            for k, found in enumerate(people))
-        return ChunkOutput(chunk_index=chunk.index, frames=frames, corrections=tuple(corrections))
+    def images(self, frames: np.ndarray) -> Iterator[np.ndarray]:
+        return shrunk_frames(frames, self.foreground.factor)
 
-    def _check(self, chunk: FrameChunk) -> None:
-        if self._closed:
-            raise InternalError("the motion session is closed")
-        if chunk.first_frame != self.next_frame:
-            raise InternalError(f"chunk {chunk.index} starts at frame {chunk.first_frame}, "
-                                f"expected frame {self.next_frame}")
-        expected = (self.video.frame_height, self.video.frame_width, 3)
-        if len(chunk) and (chunk.frames.shape[1:] != expected or chunk.frames.dtype != np.uint8):
-            raise InternalError(f"chunk {chunk.index} has frames {chunk.frames.shape[1:]} "
-                                f"{chunk.frames.dtype}, expected {expected} uint8")
+    def detect(self, frame_index: int, image: np.ndarray) -> Detections:
+        return self.foreground.detect(image)
 
     def close(self) -> None:
-        self._closed = True
+        super().close()
         self.foreground.background = self.foreground.foreground_run = None
-        self.tracker.tracks = []
 
     # --- state ------------------------------------------------------------------------------
 
     def export_state(self) -> bytes:
-        if self._closed:
-            raise InternalError("the motion session is closed")
+        self.check_open()
         header = {
             "format": _STATE_FORMAT,
             "engine_version": ENGINE_VERSION,
@@ -627,16 +414,16 @@ class MotionSession(Session):
             "video": asdict(self.video),
             "next_frame": self.next_frame,
             "next_id": self.tracker.next_id,
-            "tracks": [_track_to_dict(t) for t in self.tracker.tracks],
+            "tracks": [track_to_state(t) for t in self.tracker.tracks],
         }
         arrays = {}
         if self.foreground.background is not None:
             arrays = {"background": self.foreground.background, "foreground_run": self.foreground.foreground_run}
-        return pack_state(header, arrays)
+        return pack_state(_STATE_MAGIC, header, arrays)
 
     @classmethod
     def from_state(cls, state: bytes) -> "MotionSession":
-        header, arrays = unpack_state(state)
+        header, arrays = unpack_state(_STATE_MAGIC, state, "motion engine")
         written_by = (header.get("format"), header.get("engine_version"))
         if written_by != (_STATE_FORMAT, ENGINE_VERSION):
             # Another version may track differently: continuing would mix two behaviours.
@@ -646,54 +433,6 @@ class MotionSession(Session):
         video = VideoSpec(**header["video"])
         factor = shrink_factor(video.frame_width, video.frame_height, options.work_side)
         foreground = ForegroundModel(options, factor, arrays.get("background"), arrays.get("foreground_run"))
-        tracker = Tracker(options, (video.frame_width, video.frame_height),
-                          [_track_from_dict(d) for d in header["tracks"]], header["next_id"])
+        tracker = BlobTracker(options, (video.frame_width, video.frame_height),
+                              [track_from_state(d) for d in header["tracks"]], header["next_id"])
         return cls(options, video, header["next_frame"], foreground, tracker)
-
-
-def _track_to_dict(track: Track) -> dict[str, Any]:
-    return {
-        "x": track.x.tolist(), "p": track.p.tolist(), "track_id": track.track_id, "hits": track.hits,
-        "misses": track.misses, "score": track.score,
-        "held": [[index, box.tolist(), score] for index, box, score in track.held],
-    }
-
-
-def _track_from_dict(d: dict[str, Any]) -> Track:
-    return Track(
-        x=np.array(d["x"], dtype=np.float64), p=np.array(d["p"], dtype=np.float64), track_id=d["track_id"],
-        hits=d["hits"], misses=d["misses"], score=d["score"],
-        held=[(index, np.array(box, dtype=np.float64), score) for index, box, score in d["held"]],
-    )
-
-
-def pack_state(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
-    """magic, header length (uint32 LE), JSON header, then the raw C-order arrays."""
-    layout, blobs, offset = [], [], 0
-    for name, array in arrays.items():
-        data = np.ascontiguousarray(array).tobytes()
-        layout.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape), "offset": offset})
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps({**header, "arrays": layout}, sort_keys=True, allow_nan=False).encode()
-    return b"".join([_STATE_MAGIC, struct.pack("<I", len(text)), text, *blobs])
-
-
-def unpack_state(state: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The inverse of ``pack_state``; raises ``InternalError`` for anything else."""
-    if not state.startswith(_STATE_MAGIC):
-        raise InternalError("not a motion engine state")
-    start = len(_STATE_MAGIC)
-    try:
-        (length,) = struct.unpack_from("<I", state, start)
-        header = json.loads(state[start + 4:start + 4 + length])
-        body = memoryview(state)[start + 4 + length:]
-        arrays = {}
-        for item in header.pop("arrays"):
-            dtype = np.dtype(item["dtype"])
-            count = int(np.prod(item["shape"], dtype=np.int64))
-            flat = np.frombuffer(body, dtype=dtype, count=count, offset=item["offset"])
-            arrays[item["name"]] = flat.reshape(item["shape"]).copy()
-    except (struct.error, ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
-        raise InternalError(f"the motion engine state is damaged: {exc}") from None
-    return header, arrays

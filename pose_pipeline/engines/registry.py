@@ -11,6 +11,7 @@ from .base import Engine
 
 #: name -> "module:factory"; a factory takes the engine options as keyword arguments.
 BUILTIN_ENGINES: Mapping[str, str] = {
+    "blazepose": "pose_pipeline.engines.blazepose:BlazePoseEngine",
     "motion": "pose_pipeline.engines.motion:MotionEngine",
     "phalp": "pose_pipeline.engines.phalp:PhalpEngine",
 }

@@ -1,0 +1,100 @@
+"""Rotated square regions of a frame and the crops the two models see.
+
+A ``Roi`` is a square in frame pixels, turned by ``rotation`` radians (clockwise on screen,
+since y points down). A point (u, v) of the crop, with u and v in [0, 1) from its top-left
+corner, lies in the frame at ``centre + side * R(rotation) @ (u - 0.5, v - 0.5)``: the
+models' outputs are mapped back through that formula (``Roi.to_frame``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Roi:
+    cx: float
+    cy: float
+    side: float
+    rotation: float = 0.0
+
+    @classmethod
+    def around(cls, start: np.ndarray, end: np.ndarray, scale: float) -> "Roi":
+        """The square centred on ``start`` whose half side is ``|end - start|`` times ``scale``,
+        turned so that ``end`` is straight above ``start`` in the crop.
+
+        Both the detector's keypoints (hip centre, a point on the body's enclosing circle) and
+        the landmark model's two auxiliary landmarks define a person's region this way.
+        """
+        dx, dy = float(end[0] - start[0]), float(end[1] - start[1])
+        rotation = normalize_angle(math.pi / 2 - math.atan2(-dy, dx))
+        return cls(float(start[0]), float(start[1]), 2.0 * math.hypot(dx, dy) * scale, rotation)
+
+    @classmethod
+    def letterbox(cls, x: float, y: float, width: float, height: float) -> "Roi":
+        """The square that holds the rectangle (x, y, width, height), centred: a letterbox."""
+        return cls(x + width / 2, y + height / 2, max(width, height))
+
+    def to_frame(self, points: np.ndarray) -> np.ndarray:
+        """(..., 2) points in crop units [0, 1) -> frame pixels."""
+        cos, sin = math.cos(self.rotation), math.sin(self.rotation)
+        u = points[..., 0] - 0.5
+        v = points[..., 1] - 0.5
+        x = self.cx + self.side * (cos * u - sin * v)
+        y = self.cy + self.side * (sin * u + cos * v)
+        return np.stack([x, y], axis=-1)
+
+    def rotate(self, vectors: np.ndarray) -> np.ndarray:
+        """(..., 3) vectors of the crop's axes -> the frame's axes (about z, by ``rotation``)."""
+        cos, sin = math.cos(self.rotation), math.sin(self.rotation)
+        out = np.array(vectors, dtype=np.float64, copy=True)
+        out[..., 0] = cos * vectors[..., 0] - sin * vectors[..., 1]
+        out[..., 1] = sin * vectors[..., 0] + cos * vectors[..., 1]
+        return out
+
+    def box(self) -> np.ndarray:
+        """Axis-aligned xyxy box around the (rotated) square."""
+        corners = self.to_frame(np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]))
+        return np.concatenate([corners.min(axis=0), corners.max(axis=0)])
+
+    def as_list(self) -> list[float]:
+        return [self.cx, self.cy, self.side, self.rotation]
+
+
+def normalize_angle(angle: float) -> float:
+    """The angle in [-pi, pi)."""
+    return angle - 2 * math.pi * math.floor((angle + math.pi) / (2 * math.pi))
+
+
+def crop(image: np.ndarray, roi: Roi, size: int, low: float, high: float, replicate: bool) -> np.ndarray:
+    """The ``size`` x ``size`` crop of ``roi`` from an (H, W, 3) uint8 image, bilinear, as
+    (1, size, size, 3) float32 scaled from [0, 255] to [low, high]. Outside the frame is
+    the nearest edge pixel (``replicate``) or black, as each model was trained.
+
+    Sample points are crop pixel centres; frame pixel i covers [i, i + 1).
+    """
+    height, width = image.shape[:2]
+    steps = (np.arange(size, dtype=np.float64) + 0.5) / size
+    grid = np.stack(np.meshgrid(steps, steps), axis=-1)  # (size, size, 2) of (u, v)
+    points = roi.to_frame(grid) - 0.5  # to pixel-centre coordinates
+    x, y = points[..., 0], points[..., 1]
+    x0, y0 = np.floor(x), np.floor(y)
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+    x0, y0 = x0.astype(np.intp), y0.astype(np.intp)
+    flat = image.reshape(-1, 3)
+
+    def tap(xi: np.ndarray, yi: np.ndarray) -> np.ndarray:
+        index = np.clip(yi, 0, height - 1) * width + np.clip(xi, 0, width - 1)
+        pixels = flat[index].astype(np.float32)
+        if not replicate:
+            pixels *= ((xi >= 0) & (xi < width) & (yi >= 0) & (yi < height))[..., None]
+        return pixels
+
+    top = tap(x0, y0) * (1 - fx) + tap(x0 + 1, y0) * fx
+    bottom = tap(x0, y0 + 1) * (1 - fx) + tap(x0 + 1, y0 + 1) * fx
+    pixels = (top * (1 - fy) + bottom * fy).astype(np.float32)
+    scale = np.float32((high - low) / 255.0)
+    return (pixels * scale + np.float32(low))[None]
