@@ -63,6 +63,37 @@ def video(duration_s: float, size: tuple[int, int], fps: float = 30.0, *, crf: i
     return path
 
 
+def clip_montage(name: str, source: Path, cells: list[tuple[int, int, int, int]], size: tuple[int, int],
+                 loops: int = 1) -> Path:
+    """A video of ``size`` showing a real clip (one person) in each cell (x, y, w, h), scaled
+    by FFmpeg, kept under bench/out/videos/. ``loops`` > 1 plays the clip forwards and
+    backwards in turn, for longer videos without a cut."""
+    import av
+    import numpy as np
+
+    path = VIDEOS / f"{name}.mp4"
+    if path.exists():
+        return path
+    VIDEOS.mkdir(parents=True, exist_ok=True)
+    with av.open(str(source)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    sequence = [frame for k in range(loops) for frame in (frames if k % 2 == 0 else frames[::-1])]
+    partial = path.with_name(path.name + f".{os.getpid()}.partial.mp4")
+    width, height = size
+    with av.open(str(partial), "w") as out:
+        stream = out.add_stream("libx264", rate=30, options={"preset": "veryfast", "crf": "20"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for frame in sequence:
+            canvas = np.full((height, width, 3), 96, dtype=np.uint8)
+            for x, y, w, h in cells:
+                cell = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(w, h).to_ndarray(format="rgb24")
+                canvas[y:y + h, x:x + w] = cell
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")))
+        out.mux(stream.encode())
+    os.replace(partial, path)
+    return path
+
+
 # --- the local service -----------------------------------------------------------------------
 
 
@@ -89,10 +120,13 @@ def _cpu_config() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
 
 def service_settings(store_root: Path, **overrides: Any) -> dict[str, Any]:
     """The embedded CPU default's settings (serve_config.cpu.yaml) with ``overrides`` merged
-    in by section (e.g. ``jobs={"max_running": 4}``), the store under ``store_root``."""
+    in by section (e.g. ``jobs={"max_running": 4}``), the store under ``store_root``. The
+    engine is motion unless overridden: the synthetic videos of ``video`` are its kind of
+    input (the default engine, blazepose, finds no people in them)."""
     args, _ = _cpu_config()
     settings = json.loads(json.dumps(args.get("settings") or {}))
     settings.setdefault("store", {})["root"] = str(store_root)
+    settings["engine"] = {"name": "motion"}
     for section, values in overrides.items():
         settings.setdefault(section, {}).update(values)
     return settings
@@ -407,15 +441,18 @@ class RssSampler:
 # --- measurement and output ------------------------------------------------------------------
 
 
-def parse_args(doc: str, quick: str, default_repeats: int = 2, port: bool = True) -> argparse.Namespace:
+def parse_args(doc: str, quick: str, default_repeats: int = 2, port: bool = True,
+               extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
     """The options every benchmark takes: ``--quick`` (what it runs: ``quick``), ``--repeats``
     (filled in: ``default_repeats``, or 1 when quick) and, for those that start a service,
-    ``--port``."""
+    ``--port``; ``extra`` adds a benchmark's own."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=quick)
     parser.add_argument("--repeats", type=int, help=f"rounds (default {default_repeats}; quick: 1)")
     if port:
         parser.add_argument("--port", type=int, help="Serve HTTP port (default: a free one in 8700-8799)")
+    if extra:
+        extra(parser)
     args = parser.parse_args()
     args.repeats = args.repeats or (1 if args.quick else default_repeats)
     return args

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import media
 from pose_pipeline.clips import BIKES, CARPHONE, clip
 from pose_pipeline.engines.base import VideoSpec
 from pose_pipeline.engines.blazepose import BlazePoseEngine
+from pose_pipeline.engines.blazepose.landmarks import JOINT_NAMES
 from pose_pipeline.engines.blazepose.models import DETECTOR, LANDMARKS, MODELS, default_models_dir
 from pose_pipeline.engines.registry import EngineRegistry
 from pose_pipeline.errors import EngineUnavailable, InternalError, InvalidOption
@@ -36,8 +38,7 @@ from test_motion_engine import collect
 
 DATA = Path(__file__).parent / "data"
 VISIBLE = 0.5
-# BlazePose's joint indices
-NOSE, LEFT_SHOULDER, RIGHT_SHOULDER = 0, 11, 12
+NOSE, LEFT_SHOULDER, RIGHT_SHOULDER = (JOINT_NAMES.index(n) for n in ("nose", "left_shoulder", "right_shoulder"))
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +179,14 @@ def test_tiles_find_a_person_too_small_for_the_whole_frame(models_dir, carphone,
     for person in found:  # his box starts in his cell, his face is in it (the cell cuts his body off)
         assert 700 - 8 <= person.bbox[0] <= 788 and 400 - 8 <= person.bbox[1] <= 472
         assert np.all((person.joints_2d[:11] >= [700, 400]) & (person.joints_2d[:11] <= [788, 472]))
+
+
+def test_the_joint_names_in_the_docs_are_the_engines():
+    text = (Path(__file__).parents[1] / "docs" / "result-schema.md").read_text()
+    section = text[text.index("### `blazepose33`"):text.index("### No joints")]
+    rows = [line.split("|")[2] for line in section.splitlines() if re.match(r"\| \d+-\d+ \|", line)]
+    documented = [name.strip() for row in rows for name in row.split(",")]
+    assert documented == list(JOINT_NAMES)
 
 
 def test_engine_says_what_it_is(engine):

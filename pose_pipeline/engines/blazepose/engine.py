@@ -6,12 +6,13 @@ Per frame, in order:
    the landmark model's auxiliary landmarks, as BlazePose does), so the detector need not
    run every frame. The detector runs on every ``detect_every``-th frame (by the video's
    frame index, so that chunking changes nothing), and on every frame while nobody is
-   followed.
+   followed; a detection whose region is about that of someone followed is that person.
 2. Skeletons. The landmark model runs on each region, carried regions first; a region
    whose pose presence is under ``presence_threshold`` holds nobody, and one whose heatmap
    confidence is under ``confidence_threshold`` holds a pose the model made up: both are
    dropped. A skeleton whose joints lie where a kept one's do (keypoint similarity over
-   ``duplicate_similarity``) is the same person found twice: a detection of someone followed. A person's box is that of the model's person mask, with the visible joints.
+   ``duplicate_similarity``) is the same person found twice. A person's box is that of the
+   model's person mask, with the visible joints.
 3. Ids. The shared Kalman + Hungarian tracker (``PoseTracker``) with keypoint similarity.
 
 The session state is the carried regions and the tracker's tracks, written exactly.
@@ -122,7 +123,10 @@ class BlazePoseSession(FramewiseSession):
     def detect(self, frame_index: int, image: np.ndarray) -> Detections:
         regions = list(self.regions)
         if not regions or frame_index % self.options.detect_every == 0:
-            regions += [detection.roi() for detection in self.detector.detect(image, self.detection_regions)]
+            for detection in self.detector.detect(image, self.detection_regions):
+                region = detection.roi()
+                if not any(region.near(followed) for followed in self.regions):  # someone followed: skip
+                    regions.append(region)
         found: list[Person] = []
         carried: list[Roi] = []
         for region in regions:  # people followed first: a detection of one of them is a duplicate

@@ -21,7 +21,16 @@ from .geometry import Roi, crop
 from .runtime import TfliteModel
 
 INPUT_SIZE = 256
-NUM_LANDMARKS = 33  # the skeleton; 6 auxiliary landmarks follow in the model's output
+#: The skeleton's joints in the model's order (``joints_2d``/``joints_3d`` rows); "left" is
+#: the person's left. docs/result-schema.md lists them too (a test compares the two).
+JOINT_NAMES = (
+    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye", "right_eye_outer",
+    "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder", "right_shoulder", "left_elbow",
+    "right_elbow", "left_wrist", "right_wrist", "left_pinky", "right_pinky", "left_index", "right_index",
+    "left_thumb", "right_thumb", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+    "left_heel", "right_heel", "left_foot_index", "right_foot_index",
+)
+NUM_LANDMARKS = len(JOINT_NAMES)  # 33; 6 auxiliary landmarks follow in the model's output
 _ALL_LANDMARKS = 39
 _HEATMAP_SIZE = 64
 _REFINE_KERNEL = 7  # window of heatmap cells around a landmark for the refinement
