@@ -263,6 +263,23 @@ def test_confirmation_back_fills_the_previous_n_init_minus_one_frames():
     assert without_predicted.people == []
 
 
+# --- detection order -----------------------------------------------------------------------------
+
+
+def test_people_by_decreasing_score_ties_in_detectron2s_order_numbered_before_the_size_filter():
+    from pose_pipeline.engines.phalp.detector import keep_people
+
+    # detectron2's output, as its unstable NMS sort may leave it: ties (1.0) interleaved
+    scores = np.array([0.9, 1.0, 0.3, 1.0, 0.95, 1.0, 0.99], dtype=np.float32)
+    classes = np.array([0, 0, 0, 2, 0, 0, 0])
+    boxes = np.array([[0, 0, 60, 120]] * 7, dtype=np.float32)
+    boxes[5] = [0, 0, 10, 10]  # a person too small
+    keep, numbers = keep_people(boxes, scores, classes, threshold=0.8, min_width=50, min_height=100)
+    # people above 0.8, stably by score: 1 (1.0), 5 (1.0), 6, 4, 0; then 5 dropped for size
+    assert keep.tolist() == [1, 6, 4, 0]
+    assert numbers.tolist() == [0, 2, 3, 4]  # upstream numbers people before the size filter
+
+
 # --- engine selection without the extra ----------------------------------------------------------
 
 

@@ -17,8 +17,9 @@ ARG TORCH_INDEX=https://download.pytorch.org/whl/cu124
 ARG PHALP_COMMIT=96f7e6c09fb858ec3f597d59246c151ab4394bc3
 ARG HUMANS4D_COMMIT=6ec79656a23c33237c724742ca2a0ec00b398b53
 ARG DETECTRON2_COMMIT=02b5c4e295e990042a714712c21dc79b731e8833
-# shubham-goel/NMR (neural_renderer); set to a commit you have verified.
-ARG NMR_REF=master
+# shubham-goel/NMR (neural_renderer). The same four commits are pinned in .ci/build-upstream
+# and the `phalp` extra of pyproject.toml (tests/test_phalp_pins.py checks they agree).
+ARG NMR_COMMIT=e990b3c70f48d39231f607c79d76ce3db4bf7483
 ARG CHUMPY_REF=master
 # GPU architectures the CUDA extensions are compiled for (A100, A10/L4, H100).
 ARG TORCH_CUDA_ARCH_LIST="8.0;8.6;8.9;9.0"
@@ -45,14 +46,17 @@ RUN pip install --upgrade pip "setuptools<81" wheel \
 
 # Compiled upstream dependencies, against the torch above (no build isolation).
 RUN pip install --no-build-isolation "git+https://github.com/facebookresearch/detectron2.git@${DETECTRON2_COMMIT}" \
-    && pip install --no-build-isolation "git+https://github.com/shubham-goel/NMR.git@${NMR_REF}" \
+    && pip install --no-build-isolation "git+https://github.com/shubham-goel/NMR.git@${NMR_COMMIT}" \
     && pip install "chumpy @ git+https://github.com/mattloper/chumpy@${CHUMPY_REF}"
 
 # phalp and hmr2 from git at pinned commits. --no-deps: their setup.py pulls unpinned git
 # copies of detectron2/pyopengl/pytube; the runtime dependencies are listed here instead.
+# OpenCV headless only (the GUI build links libGL): scenedetect, which requires opencv-python,
+# goes in with --no-deps. (.ci/upstream-constraints.txt has the versions CI tests on CPU.)
 RUN pip install smplx==0.1.28 pytorch-lightning yacs timm einops dill rich scikit-learn scikit-image \
-        "scenedetect[opencv]" opencv-python-headless joblib pycocotools pytube webdataset pandas \
-        fvcore iopath omegaconf hydra-core \
+        opencv-python-headless joblib pycocotools pytube webdataset braceexpand pandas \
+        fvcore iopath omegaconf hydra-core click platformdirs tqdm \
+    && pip install --no-deps scenedetect==0.7.2 \
     && pip install --no-deps "phalp @ git+https://github.com/brjathu/PHALP.git@${PHALP_COMMIT}" \
                              "hmr2 @ git+https://github.com/shubham-goel/4D-Humans.git@${HUMANS4D_COMMIT}"
 

@@ -33,17 +33,30 @@ class FrameDetections:
     boxes: np.ndarray  # (N, 4) float32
     masks: np.ndarray  # (N, H, W) bool
     scores: np.ndarray  # (N,) float32
+    #: Position of each among the frame's people above the score threshold, before the size
+    #: filter: what upstream's detection records carry as ``extra_data``.
+    upstream_index: np.ndarray  # (N,) int64
 
     def __len__(self) -> int:
         return len(self.scores)
 
 
 def keep_people(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, threshold: float,
-                min_width: float, min_height: float) -> np.ndarray:
-    """Indices of person detections above the score threshold and the minimum size."""
-    width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    keep = (classes == PERSON_CLASS) & (scores > threshold) & (width >= min_width) & (height >= min_height)
-    return np.flatnonzero(keep)
+                min_width: float, min_height: float) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, upstream positions) of the people to keep, in upstream's order.
+
+    People: the person class above the score threshold, ordered by decreasing score with a
+    stable sort. detectron2 returns detections by decreasing score, but where many boxes
+    pass its NMS it sorts them unstably, so equal scores (random weights saturate at 1.0)
+    could come in any order; a stable sort keeps them in detectron2's order, which is the
+    order upstream takes them in. Then the minimum size, which upstream applies after
+    numbering the people (the numbers are its ``extra_data``).
+    """
+    people = np.flatnonzero((classes == PERSON_CLASS) & (scores > threshold))
+    people = people[np.argsort(-scores[people], kind="stable")]
+    width, height = boxes[people, 2] - boxes[people, 0], boxes[people, 3] - boxes[people, 1]
+    large = np.flatnonzero((width >= min_width) & (height >= min_height))
+    return people[large], large
 
 
 class PersonDetector:
@@ -99,10 +112,12 @@ class PersonDetector:
             boxes = instances.pred_boxes.tensor.float().numpy()
             scores = instances.scores.float().numpy()
             classes = instances.pred_classes.numpy()
-            keep = keep_people(boxes, scores, classes, self.threshold, self.min_width, self.min_height)
+            keep, upstream_index = keep_people(boxes, scores, classes, self.threshold, self.min_width,
+                                               self.min_height)
             result.append(FrameDetections(boxes=boxes[keep].astype(np.float32),
                                           masks=instances.pred_masks.numpy()[keep].astype(bool),
-                                          scores=scores[keep].astype(np.float32)))
+                                          scores=scores[keep].astype(np.float32),
+                                          upstream_index=upstream_index.astype(np.int64)))
         return result
 
     def __call__(self, frames: np.ndarray, stats: BatchStats | None = None,

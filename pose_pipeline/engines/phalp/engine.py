@@ -171,13 +171,16 @@ class PhalpSession(Session):
         self.batch_limits = {model: model_stats.limit for model, model_stats in stats.items()}
         self.stage_seconds["hmr2"] += time.perf_counter() - started
         per_frame: list[list] = [[] for _ in range(len(chunk))]
-        for (position, box, _), data, score in zip(items, per_item, _scores(found)):
+        extra = [(int(frame.upstream_index[j]), float(frame.scores[j])) for frame in found for j in range(len(frame))]
+        for (position, box, _), data, (upstream_index, score) in zip(items, per_item, extra):
             t = chunk.first_frame + position
             data.update({
                 "bbox": np.array([box[0], box[1], box[2] - box[0], box[3] - box[1]]),
-                "conf": float(score), "size": [self.video.frame_height, self.video.frame_width],
+                "conf": score, "size": [self.video.frame_height, self.video.frame_width],
                 "img_path": frame_name(t), "img_name": frame_name(t), "class_name": 0, "time": t,
-                "ground_truth": 1, "annotations": [], "extra_data": None,
+                # as upstream's records: ground truth flag 1, no annotations, and extra_data
+                # from run_additional_models (the person's number in the frame)
+                "ground_truth": 1, "annotations": [], "extra_data": upstream_index,
             })
             per_frame[position].append(engine.up.Detection(data))
         return per_frame
@@ -205,6 +208,3 @@ class PhalpSession(Session):
             for i in range(len(chunk)))
         return ChunkOutput(chunk_index=chunk.index, frames=frames, corrections=tuple(corrections))
 
-
-def _scores(found) -> list[float]:
-    return [float(s) for frame in found for s in frame.scores]

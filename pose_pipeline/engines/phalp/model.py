@@ -14,6 +14,7 @@ crop (upstream's own crop function), HMR2, texture, appearance code, 3D paramete
 from __future__ import annotations
 
 import contextlib
+import math
 from contextlib import nullcontext
 from typing import Any, Iterator
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...errors import EngineUnavailable
 from .convert import UPSTREAM_FOCAL, UPSTREAM_SQUARE, padding
 from .options import PhalpOptions
 from .upstream import Upstream
@@ -45,7 +47,9 @@ def phalp_config(up: Upstream, options: PhalpOptions, paths: WeightPaths, device
     cfg.video.end_frame = -1  # unused: we feed frames ourselves
     p = cfg.phalp
     p.detector, p.low_th_c = options.detector, options.detection_threshold
-    p.small_w, p.small_h = options.min_box_width, options.min_box_height
+    # Upstream's fields are integers (omegaconf refuses a float). The detector applies our
+    # float thresholds itself; these only describe them, rounded up.
+    p.small_w, p.small_h = math.ceil(options.min_box_width), math.ceil(options.min_box_height)
     p.n_init, p.max_age_track, p.predict = options.n_init, options.max_age, options.predict
     p.pose_distance, p.distance_type, p.hungarian_th = options.pose_distance, options.distance_type, options.hungarian_th
     p.track_history, p.alpha, p.past_lookback = options.track_history, options.alpha, options.past_lookback
@@ -171,6 +175,55 @@ def texture_sampler_class(up: Upstream) -> type:
     return HMR2TextureSampler
 
 
+def pose_predictor_class(up: Upstream) -> type:
+    class DevicePosePredictor(up.Pose_transformer_v2):
+        """Upstream's pose predictor (PHALP's ``P``), on the device the engine runs on.
+
+        Upstream's ``predict_next`` moves its inputs with a hard-coded ``.cuda()``; this one
+        builds the same inputs, on the CPU as upstream does, and moves them to the module's
+        device. Its weights are loaded in full: upstream's ``load_weights`` replaces every
+        "encoder." in the key names, so ``pose_shape_encoder`` never loads and keeps a random
+        initialisation that depends on the process's RNG history (results would then differ
+        between a replica and the process that restores its state).
+        """
+
+        def load_weights(self, path) -> None:
+            prefix = "encoder."
+            state = torch.load(path, map_location="cpu")["state_dict"]
+            try:
+                self.encoder.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
+                                             strict=True)
+            except RuntimeError as exc:  # missing, unexpected or misshapen weights
+                raise EngineUnavailable(f"the pose predictor weights {path} do not fit the model its config "
+                                        f"describes: {exc}", engine="phalp") from None
+
+        def predict_next(self, en_pose, en_data, en_time, time_to_predict):
+            length = self.cfg.frame_length
+            people = en_pose.shape[0]
+            pose_shape = torch.zeros(people, length, 1, 229)
+            has_detection = torch.zeros(people, length, 1, 1)
+            # each history entry goes to its slot (frames since the track's first entry,
+            # capped at the last slot; a later entry overwrites an earlier one there)
+            slots = torch.clamp(en_time - en_time[:, :1], max=length - 1).long()
+            everyone = torch.arange(people)
+            for step in range(en_time.shape[1]):
+                pose_shape[everyone, slots[:, step], 0] = en_pose[:, step].float()
+                has_detection[everyone, slots[:, step], 0] = 1
+            device = self.mean.device
+            inputs = {"pose_shape": (pose_shape - self.mean_[:, :, None, :]) / (self.std_[:, :, None, :] + 1e-10),
+                      "has_detection": has_detection, "mask_detection": torch.zeros(people, length, 1, 1)}
+            inputs = {k: v.to(device) for k, v in inputs.items()}
+            output, _ = self.encoder(inputs, self.cfg.mask_type_test)
+            decoded = self.readout_pose(output[:, self.cfg.max_people:, :])
+            # Upstream reads every person's prediction at the FIRST person's last slot (its
+            # ``t_end += time_to_predict + 1`` extends a list instead of offsetting it);
+            # kept, so that association equals upstream's.
+            slot = min(int(slots[0, -1]), length - 1)
+            return decoded["pose_camera"][:, slot, 0, :]
+
+    return DevicePosePredictor
+
+
 def service_model_class(up: Upstream) -> type:
     class ServiceModel(up.PHALP):
         """PHALP with the parts association needs, built from explicit files.
@@ -184,7 +237,8 @@ def service_model_class(up: Upstream) -> type:
             self.cfg = cfg
             self.device = device
             self.HMAR = hmar
-            self.setup_predictor()  # upstream: Pose_transformer_v2 and its weights
+            self.pose_predictor = pose_predictor_class(up)(cfg, self)
+            self.pose_predictor.load_weights(cfg.pose_predictor.weights_path)
 
         def get_uv_distance(self, t_uv: np.ndarray, d_uv: np.ndarray):
             """Upstream's texture distance inputs, on this model's device (upstream: ``.cuda()``).

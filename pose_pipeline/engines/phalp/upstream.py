@@ -76,6 +76,7 @@ class Upstream:
     expand_bbox_to_aspect_ratio: Any
     HMR2: type
     hmr2_get_config: Any
+    Pose_transformer_v2: type
 
 
 def missing_package_error(exc: ImportError) -> EngineUnavailable:
@@ -99,6 +100,7 @@ def import_upstream() -> Upstream:
         hmr2_utils = importlib.import_module("hmr2.datasets.utils")
         hmr2_models = importlib.import_module("hmr2.models")
         hmr2_configs = importlib.import_module("hmr2.configs")
+        predictor = importlib.import_module("phalp.models.predictor")
     except ImportError as exc:
         raise missing_package_error(exc) from None
     except Exception as exc:  # installed but broken (e.g. torchvision built for another torch)
@@ -114,6 +116,7 @@ def import_upstream() -> Upstream:
         smpl_to_pose_camera_vector=utils.smpl_to_pose_camera_vector,
         expand_bbox_to_aspect_ratio=hmr2_utils.expand_bbox_to_aspect_ratio,
         HMR2=hmr2_models.HMR2, hmr2_get_config=hmr2_configs.get_config,
+        Pose_transformer_v2=predictor.Pose_transformer_v2,
     )
 
 

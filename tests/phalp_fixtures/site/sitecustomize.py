@@ -1,0 +1,11 @@
+"""Put on PYTHONPATH by the phalp tests for the processes they start (CLI, Ray workers, the
+upstream harness): registers the CPU stand-in of neural_renderer's compiled rasterizer."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from phalp_fixtures.rasterizer import install  # noqa: E402
+
+install()
+sys.path.pop(0)
