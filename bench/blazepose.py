@@ -94,8 +94,11 @@ def mediapipe_run(python: str, path: Path) -> dict:
 
 
 def main() -> int:
-    args = common.parse_args(__doc__, "the 120-frame videos, one round, no service", extra=lambda parser: parser.add_argument(
-        "--mediapipe-python", help="an interpreter with mediapipe 0.10.21 (bench/mediapipe_baseline.py)"))
+    def mediapipe_option(parser) -> None:
+        parser.add_argument("--mediapipe-python",
+                            help="an interpreter with mediapipe 0.10.21 (bench/mediapipe_baseline.py)")
+
+    args = common.parse_args(__doc__, "the 120-frame videos, one round, no service", extra=mediapipe_option)
     from pose_pipeline.config import Settings
     from pose_pipeline.engines import EngineRegistry
     from pose_pipeline.models_cli import ensure_models
@@ -140,7 +143,8 @@ def service_vs_cli(paths: dict[str, Path], args) -> dict:
         svc.run_job(paths["one"])  # warm-up: the replica's first chunk
         runs = {}
         for name in frames:
-            runs[f"cli_{name}"] = lambda name=name: common.run_cli_track(paths[name], Path(tmp) / f"{name}.json", config)
+            output = Path(tmp) / f"{name}.json"
+            runs[f"cli_{name}"] = lambda name=name, output=output: common.run_cli_track(paths[name], output, config)
             runs[f"service_{name}"] = lambda name=name: svc.run_job(paths[name], formats="json")["total_s"]
         results = common.interleaved(runs, args.repeats)
     seconds = {name: common.median(values) for name, values in results.items()}

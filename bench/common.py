@@ -24,8 +24,9 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -166,13 +167,12 @@ class LocalService:
         self.ready_timeout_s = ready_timeout_s
         self.start_s = 0.0
 
-    def __enter__(self) -> "LocalService":
+    def __enter__(self) -> LocalService:
         import ray
         from ray import serve
 
         from deployments.app import compose
-
-        from pose_pipeline.service_cli import LOCAL_CLUSTER_ENV
+        from deployments.cli import LOCAL_CLUSTER_ENV
 
         for name, value in LOCAL_CLUSTER_ENV.items():  # as `pose-pipeline serve` runs it
             os.environ.setdefault(name, value)
@@ -233,13 +233,13 @@ class LocalService:
             started = time.perf_counter()
             job = client.submit(path, **options)
             timings["submit_s"] = time.perf_counter() - started
-            status = _wait(client, job["job_id"])
+            status = _wait(client, job.job_id)
             timings["until_done_s"] = time.perf_counter() - started
             with tempfile.TemporaryDirectory(dir=_mkdir(OUT)) as tmp:
-                client.download(job["job_id"], Path(tmp) / "result.json")
+                client.download(job.job_id, Path(tmp) / "result.json")
             timings["total_s"] = time.perf_counter() - started
-        return {**timings, "job_id": job["job_id"], "frames": status["progress"]["frames_done"],
-                "server_running_s": status["timings"]["running_s"], "server_queued_s": status["timings"]["queued_s"]}
+        return {**timings, "job_id": job.job_id, "frames": status.progress.frames_done,
+                "server_running_s": status.timings.running_s, "server_queued_s": status.timings.queued_s}
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:  # noqa: D401
         """The Prometheus samples on Ray's metrics export port: {(name, labels): value}."""
@@ -253,14 +253,14 @@ class LocalService:
         return serve_processes()
 
 
-def _wait(client, job_id: str, poll_s: float = 0.25) -> dict[str, Any]:
-    """Poll the job's status until it ends (polling rather than the event stream: a stream
-    cut by a restarting ingress would end the benchmark); raise if it failed."""
+def _wait(client, job_id: str, poll_s: float = 0.25):
+    """Poll the job's status (a ``JobView``) until it ends (polling rather than the event
+    stream: a stream cut by a restarting ingress would end the benchmark); raise if it failed."""
     while True:
         status = client.status(job_id)
-        if status["state"] in ("succeeded", "failed", "cancelled"):
-            if status["state"] != "succeeded":
-                raise RuntimeError(f"job {job_id} {status['state']}: {status.get('error')}")
+        if status.state.terminal:
+            if status.state != "succeeded":
+                raise RuntimeError(f"job {job_id} {status.state.value}: {status.error}")
             return status
         time.sleep(poll_s)
 
@@ -406,7 +406,7 @@ class RssSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._sample()
         self._thread.start()
         return self

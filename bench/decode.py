@@ -22,11 +22,12 @@ import math
 import resource
 import time
 
-import common  # noqa: F401  (puts the repository on sys.path)
 import av
 import numpy as np
 
 from pose_pipeline.video import ChunkDecoder, DecodeOptions, probe
+
+import common  # noqa: F401  (puts the repository on sys.path)
 
 CHUNK_BYTES = 64 * 2**20  # serve_config.cpu.yaml's decode.chunk_bytes
 
@@ -116,8 +117,8 @@ def main() -> int:
     }
     rows, raw = [], {}
     for name, (our_kwargs, plain_kwargs) in cases.items():
-        runs = {"ours": lambda: timed(lambda: ours(path, **our_kwargs)),
-                "plain": lambda: timed(lambda: plain(path, **plain_kwargs))}
+        runs = {"ours": lambda kw=our_kwargs: timed(lambda: ours(path, **kw)),
+                "plain": lambda kw=plain_kwargs: timed(lambda: plain(path, **kw))}
         if name == "resize" and resize is _resize_cv2 and args.quick:  # context: the cheapest numpy resize
             runs["plain+numpy"] = lambda: timed(lambda: plain(path, max_side=1280, resize=_resize_numpy))
         results = common.interleaved(runs, repeats)
@@ -144,7 +145,8 @@ def main() -> int:
     common.write_result("decode", args.quick, {
         "video": {"path": path.name, **info.to_dict()}, "baseline_resize": resize_name, "repeats": repeats,
         "rows": rows, "targets_met": targets,
-        "raw": {case: {k: [{"frames": f, "seconds": s, "cpu_s": c} for f, s, c in v] for k, v in r.items()} for case, r in raw.items()},
+        "raw": {case: {k: [{"frames": f, "seconds": s, "cpu_s": c} for f, s, c in v] for k, v in r.items()}
+                for case, r in raw.items()},
     })
     return 0
 

@@ -33,11 +33,12 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import log, mib, parse_args, table, write_result
 
 # importing common put the repository on sys.path
 from pose_pipeline.engines.batching import BatchStats, free_cuda_cache, run_adaptive
 from pose_pipeline.engines.gpu import cap_memory
+
+from common import log, mib, parse_args, table, write_result
 
 WIDTH, DEPTH, HEADS, MLP, PATCH = 1280, 32, 16, 5120, 16
 CROPS_PER_CHUNK = 90  # e.g. 30 frames x 3 people

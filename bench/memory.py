@@ -44,7 +44,8 @@ def one_run(path, port, chunk_bytes: int | None) -> dict:
         return {"job": job, "peak_bytes": peak, "peak_before_job_bytes": before,
                 "sampled_peak_bytes": sampler.by_name(),
                 "sampled_peak_anon_bytes": sampler.by_name(sampler.peak_anon),
-                "sampled_peak_shmem_bytes": sampler.by_name(sampler.peak_shmem), "start_rss_bytes": sampler.by_name(sampler.first),
+                "sampled_peak_shmem_bytes": sampler.by_name(sampler.peak_shmem),
+                "start_rss_bytes": sampler.by_name(sampler.first),
                 "exited": {k: v for k, v in gone.items() if v}}
 
 
@@ -74,7 +75,8 @@ def main() -> int:
     videos = {"short": common.video(short_s, size, fps), "long": common.video(long_s, size, fps)}
     port = args.port or common.free_port()
     started = time.perf_counter()
-    results = common.interleaved({name: (lambda path=path: one_run(path, port, chunk_bytes)) for name, path in videos.items()},
+    results = common.interleaved({name: (lambda path=path: one_run(path, port, chunk_bytes))
+                                  for name, path in videos.items()},
                                  repeats)
     rows, ratios = [], {}
     for name in PROCESSES:
@@ -110,7 +112,8 @@ def main() -> int:
     print(f"target (private memory, long <= 1.2x short for every deployment): {'met' if met else 'MISSED'}")
     common.write_result("memory", args.quick, {
         "videos": {k: v.name for k, v in videos.items()}, "size": size, "fps": fps, "repeats": repeats,
-        "chunk_bytes": chunk_bytes or "serve_config.cpu.yaml (64 MiB)", "jobs": jobs, "rows": rows, "target_met": met, "raw": results,
+        "chunk_bytes": chunk_bytes or "serve_config.cpu.yaml (64 MiB)", "jobs": jobs, "rows": rows, "target_met": met,
+        "raw": results,
     })
     return 0
 

@@ -2,10 +2,12 @@
 offline CLI (``pose-pipeline track``) on the same video, engine and settings.
 
 The service's time is what a client sees: upload, job, wait (Server-Sent Events), download
-of the JSON result (the job asks for JSON only, as the CLI writes one format); the cluster is started once before (its start time is reported apart).
+of the JSON result (the job asks for JSON only, as the CLI writes one format); the cluster is
+started once before (its start time is reported apart).
 The CLI's is a fresh ``pose-pipeline --config <the service's settings> track VIDEO -o out.json``
 process, as a user runs it. As context, the same run in this process (``track_file``, what
-the CLI calls, without the interpreter start and imports) is timed too. All run on a long and a short video of the same kind
+the CLI calls, without the interpreter start and imports) is timed too. All run on a long and
+a short video of the same kind
 (720p, 60 s and 10 s in full mode), alternating (CLI, in-process, service, ...).
 From the two lengths, each side's time is split as ``fixed + per_frame x frames`` (a line
 through the two medians): the fixed per-job cost and the per-frame cost, for both.
@@ -73,10 +75,12 @@ def main() -> int:
         fit[side] = {"fixed_s": seconds[f"{side}_long"] - per_frame * frames["long"], "per_frame_ms": per_frame * 1e3}
     overhead = {length: seconds[f"service_{length}"] / seconds[f"cli_{length}"] - 1 for length in ("long", "short")}
     rows = [{"video": f"{length} ({videos[length].name})", "frames": frames[length],
-             "cli_s": seconds[f"cli_{length}"], "inproc_s": seconds[f"inproc_{length}"], "service_s": seconds[f"service_{length}"],
+             "cli_s": seconds[f"cli_{length}"], "inproc_s": seconds[f"inproc_{length}"],
+             "service_s": seconds[f"service_{length}"],
              "ratio": seconds[f"service_{length}"] / seconds[f"cli_{length}"],
              "overhead_%": 100 * overhead[length],
-             "vs_inproc_%": 100 * (seconds[f"service_{length}"] / seconds[f"inproc_{length}"] - 1)} for length in ("long", "short")]
+             "vs_inproc_%": 100 * (seconds[f"service_{length}"] / seconds[f"inproc_{length}"] - 1)}
+            for length in ("long", "short")]
     split = [{"side": side, "fixed_s": fit[side]["fixed_s"], "per_frame_ms": fit[side]["per_frame_ms"]}
              for side in ("cli", "inproc", "service")]
     for base in ("cli", "inproc"):
@@ -92,7 +96,8 @@ def main() -> int:
     print(common.table(split))
     print("\nservice job, parts (client view; server's queued/running from the job status):")
     print(common.table(service_parts))
-    print(f"target (overhead < 10% on the {long_s} s video): {'met' if met else 'MISSED'} ({100 * overhead['long']:.1f}%)")
+    print(f"target (overhead < 10% on the {long_s} s video): {'met' if met else 'MISSED'} "
+          f"({100 * overhead['long']:.1f}%)")
     common.write_result("serving_overhead", args.quick, {
         "videos": {k: v.name for k, v in videos.items()}, "frames": frames, "repeats": repeats,
         "cluster_start_s": start_s, "rows": rows, "split": split, "service_parts": service_parts,

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import ray
 from ray import serve
 
+from pose_pipeline.chunks import ChunkTask
 from pose_pipeline.config import Settings
-from pose_pipeline.jobs import ChunkTask
 from pose_pipeline.stages import DecodeStage
 from pose_pipeline.video import DecodeCursor, VideoProbe, probe
 

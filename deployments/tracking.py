@@ -14,22 +14,23 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
+from typing import Any
 
 import ray
 import torch
 from ray import serve
 
+from pose_pipeline.chunks import DecodedChunk, TrackedChunk
 from pose_pipeline.config import Settings
 from pose_pipeline.engines import EngineRegistry
 from pose_pipeline.engines.gpu import cap_memory
 from pose_pipeline.errors import EngineUnavailable, GpuOutOfMemory, HostOutOfMemory, PipelineError
-from pose_pipeline.faults import FaultInjector
 from pose_pipeline.memguard import MemoryGuard
-from pose_pipeline.stages import DecodedChunk, TrackedChunk, TrackingStage
+from pose_pipeline.stages import TrackingStage
 
-from .common import as_pipeline_error, log, open_store
+from .common import log, open_store
 from .decode import ChunkRef
+from .failures import as_pipeline_error
 from .metrics import Metrics
 
 
@@ -54,17 +55,17 @@ class Tracking:
                 EngineUnavailable(f"the engine is misconfigured: {exc.message}", engine=settings.engine.name)
             log.error("engine %r cannot load: %s", settings.engine.name, exc.message,
                       extra={"stage": "tracking", "code": exc.code})
-        store = open_store(settings)
-        faults = None
-        if settings.tracking.faults:
-            state_dir = settings.tracking.fault_state_dir or str(Path(settings.store.root) / "faults")
-            faults = FaultInjector(settings.tracking.faults, state_dir)
-        self.stage = TrackingStage(engine, store, MemoryGuard(settings.tracking.memory_limit_bytes), faults) \
-            if engine is not None else None
+        self.stage = None if engine is None else \
+            TrackingStage(engine, open_store(settings), MemoryGuard(settings.tracking.memory_limit_bytes))
+
+    def _ready_stage(self) -> TrackingStage:
+        if self.stage is None:
+            assert self.engine_error is not None  # set when the engine did not load
+            raise self.engine_error
+        return self.stage
 
     def track(self, ref: ChunkRef) -> TrackedChunk:
-        if self.stage is None:
-            raise self.engine_error
+        stage = self._ready_stage()
         try:
             decoded: DecodedChunk = ray.get(ref.chunk)  # zero-copy: frames stay in the object store
         except ray.exceptions.ObjectLostError as exc:  # with the Decode replica that owned it: worker_died
@@ -74,7 +75,7 @@ class Tracking:
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         try:
-            tracked = self.stage.track(decoded)
+            tracked = stage.track(decoded)
         except (GpuOutOfMemory, HostOutOfMemory) as exc:
             self.metrics.oom_events.inc(tags={"kind": "gpu" if isinstance(exc, GpuOutOfMemory) else "host"})
             log.warning("chunk failed: %s", exc.message, extra={"pose_job_id": decoded.task.job_id,
@@ -93,11 +94,9 @@ class Tracking:
             self.metrics.gpu_memory_peak.set(torch.cuda.max_memory_allocated())
         return tracked
 
-    def ready(self) -> dict:
+    def ready(self) -> dict[str, Any]:
         """The engine's description; raises the load error while the engine is unavailable."""
-        if self.engine_error is not None:
-            raise self.engine_error
-        return self.stage.engine.info.to_dict()
+        return self._ready_stage().engine.info.to_dict()
 
     def check_health(self) -> None:
         # A chunk running past its deadline means a hung engine (or CUDA): fail the check so

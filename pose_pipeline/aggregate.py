@@ -9,7 +9,7 @@ later correction can reach it, so a ten-minute video is never held whole.
 from __future__ import annotations
 
 from collections import deque
-from typing import Iterable
+from collections.abc import Iterable
 
 from .engines.base import ChunkOutput
 from .errors import InternalError

@@ -1,18 +1,26 @@
 """The ``pose-pipeline`` command: offline tracking, probing, a demo video, the service and
 its client. Bad input ends with one line ``error: <code>: <message>`` and exit status 2;
-a failure of the service or engine with exit status 1."""
+a failure of the service or engine with exit status 1.
+
+The commands that run the service on Ray (``serve``, ``demo``) belong to ``deployments``,
+which registers them under the entry point group ``pose_pipeline.commands``
+(pyproject.toml): the library does not import its adapters.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
+from .cli_common import EXIT_BAD_INPUT, EXIT_FAILURE, add_job_options, job_options, no_such_file, notice
 from .config import Settings
 from .errors import PipelineError
 
-EXIT_BAD_INPUT, EXIT_FAILURE = 2, 1
+#: Entry points whose value is ``add_commands(subparsers)``.
+COMMANDS_GROUP = "pose_pipeline.commands"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pose-pipeline", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="pose-pipeline", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--config", help="YAML settings file (see docs/configuration.md)")
     commands = parser.add_subparsers(metavar="COMMAND")
 
@@ -40,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     track.add_argument("video", type=Path)
     track.add_argument("-o", "--output", type=Path, required=True, help="result file (.json or .npz)")
     track.add_argument("--format", choices=["json", "npz"], help="default: from the output's suffix")
-    _add_job_options(track)
+    add_job_options(track)
     track.set_defaults(run=_track)
 
     probe = commands.add_parser("probe", help="print what a video is, as JSON")
@@ -54,9 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--fps", type=float, default=30.0)
     demo.set_defaults(run=_demo_video)
 
-    from . import service_cli
+    from .client_cli import add_submit_command
     from .models_cli import add_models_commands
-    service_cli.add_commands(commands, _add_job_options)
+
+    add_submit_command(commands)
     add_models_commands(commands)
     try:
         from .weights_cli import add_weights_commands
@@ -64,23 +73,9 @@ def _parser() -> argparse.ArgumentParser:
         pass
     else:
         add_weights_commands(commands)
+    for plugin in entry_points(group=COMMANDS_GROUP):
+        plugin.load()(commands)
     return parser
-
-
-def _add_job_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--engine", help="engine name (default: from the settings)")
-    parser.add_argument("--fps", type=float, help="sample the video at this rate")
-    parser.add_argument("--max-side", type=int, help="downscale frames to this longest side")
-    parser.add_argument("--start", type=float, dest="start_s", help="start time in seconds")
-    parser.add_argument("--end", type=float, dest="end_s", help="end time in seconds")
-
-
-def job_options(args: argparse.Namespace, **extra):
-    from .pipeline import JobOptions
-
-    values = {k: getattr(args, k) for k in ("engine", "fps", "max_side", "start_s", "end_s")
-              if getattr(args, k, None) is not None}
-    return JobOptions.parse({**values, **extra})
 
 
 def _track(args: argparse.Namespace) -> int:
@@ -94,8 +89,7 @@ def _track(args: argparse.Namespace) -> int:
     fmt = args.format or ("npz" if args.output.suffix == ".npz" else "json")
     options = job_options(args, formats=fmt)
     if not args.video.is_file():
-        print(f"error: not_found: no such file: {args.video}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return no_such_file(args.video)
     if options.engine not in (None, settings.engine.name):  # the engine's options belong to the configured one
         settings = Settings.from_dict({**settings.model_dump(), "engine": {"name": options.engine}})
     ensure_models(settings, notice)
@@ -115,16 +109,11 @@ def _track(args: argparse.Namespace) -> int:
     return 0
 
 
-def notice(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
 def _probe(args: argparse.Namespace) -> int:
     from .video import probe
 
     if not args.video.is_file():
-        print(f"error: not_found: no such file: {args.video}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return no_such_file(args.video)
     print(json.dumps(probe(args.video, Settings.load(args.config).limits).to_dict(), indent=2))
     return 0
 

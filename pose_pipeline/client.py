@@ -2,8 +2,11 @@
 
     client = Client("http://127.0.0.1:8000")
     job = client.submit("video.mp4", fps=15)
-    job = client.wait(job["job_id"], progress=print)
-    client.download(job["job_id"], "result.json")
+    job = client.wait(job.job_id, progress=print)
+    client.download(job.job_id, "result.json")
+
+Answers are the server's own models (pose_pipeline/views.py); an error response raises the
+``PipelineError`` subclass of its code (pose_pipeline/errors.py).
 """
 
 from __future__ import annotations
@@ -11,14 +14,15 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import IO, Any
 
 import httpx
 
-from .errors import ALL_ERRORS, PipelineError, UploadConflict
+from .errors import UploadConflict, from_dict
+from .views import JobView, UploadView
 
-_ERROR_TYPES = {cls.code: cls for cls in ALL_ERRORS}
 _UPLOAD_PIECE = 1024 * 1024
 #: Files larger than this go up in parts (bounded memory on the server, resumable).
 PART_BYTES = 8 * 1024 * 1024
@@ -26,22 +30,27 @@ _PART_ATTEMPTS = 3
 
 
 class Client:
+    """``http``: an ``httpx.Client`` to send the requests with instead of one made from
+    ``base_url``, ``token`` and ``timeout_s`` (for example Starlette's ``TestClient``)."""
+
     def __init__(self, base_url: str = "http://127.0.0.1:8000", token: str | None = None,
-                 timeout_s: float = 60.0) -> None:
+                 timeout_s: float = 60.0, *, http: httpx.Client | None = None) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+        self._http = http or httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+        self._owned = http is None
 
     def close(self) -> None:
-        self._http.close()
+        if self._owned:
+            self._http.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def submit(self, video: str | os.PathLike, *, part_bytes: int = PART_BYTES,
-               progress: Callable[[int, int], None] | None = None, **options: Any) -> dict[str, Any]:
+    def submit(self, video: str | os.PathLike[str], *, part_bytes: int = PART_BYTES,
+               progress: Callable[[int, int], None] | None = None, **options: Any) -> JobView:
         """Upload a video and start a job; returns the job's status. A file larger than
         ``part_bytes`` is sent in parts (``upload_parts``; ``progress(bytes sent, size)``
         after each part)."""
@@ -51,32 +60,34 @@ class Client:
             params["formats"] = ",".join(params["formats"])
         if path.stat().st_size > part_bytes:
             upload = self.upload_parts(path, part_bytes, progress)
-            return _json(self._http.post("/v1/jobs", params={**params, "upload": upload["id"]}))
+            return JobView.model_validate(_json(self._http.post("/v1/jobs", params={**params, "upload": upload.id})))
         with open(path, "rb") as fh:
             response = self._http.post("/v1/jobs", params={**params, "filename": path.name}, content=_pieces(fh),
                                        headers={"Content-Type": "application/octet-stream"})
-        return _json(response)
+        return JobView.model_validate(_json(response))
 
-    def upload_parts(self, video: str | os.PathLike, part_bytes: int = PART_BYTES,
-                     progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    def upload_parts(self, video: str | os.PathLike[str], part_bytes: int = PART_BYTES,
+                     progress: Callable[[int, int], None] | None = None) -> UploadView:
         """Send a file in parts of at most ``part_bytes`` (or the server's maximum); a part
         that fails on the way is sent again from where the server says the upload ends.
         Returns the upload's status; start a job with ``?upload=<id>``."""
         path = Path(video)
         size = path.stat().st_size
-        upload = _json(self._http.post("/v1/uploads", params={"filename": path.name, "size": size}))
-        part_bytes = min(part_bytes, upload["max_part_bytes"])
-        url, failures = f"/v1/uploads/{upload['id']}", 0
+        upload = UploadView.model_validate(
+            _json(self._http.post("/v1/uploads", params={"filename": path.name, "size": size})))
+        part_bytes = min(part_bytes, upload.max_part_bytes)
+        url, failures = f"/v1/uploads/{upload.id}", 0
         with open(path, "rb") as fh:
-            while upload["offset"] < size:
-                fh.seek(upload["offset"])
+            while upload.offset < size:
+                fh.seek(upload.offset)
                 part = fh.read(part_bytes)
                 try:
-                    upload = _json(self._http.put(url, params={"offset": upload["offset"]}, content=part,
-                                                  headers={"Content-Type": "application/octet-stream"}))
+                    upload = UploadView.model_validate(_json(self._http.put(
+                        url, params={"offset": upload.offset}, content=part,
+                        headers={"Content-Type": "application/octet-stream"})))
                     failures = 0
                     if progress:
-                        progress(upload["offset"], size)
+                        progress(upload.offset, size)
                 except (httpx.TransportError, UploadConflict):
                     # A part cut on the way is dropped whole (the server may take a moment to
                     # notice): ask where the upload ends and go on from there.
@@ -84,13 +95,13 @@ class Client:
                     if failures >= _PART_ATTEMPTS:
                         raise
                     time.sleep(0.5 * failures)
-                    upload = _json(self._http.get(url))
+                    upload = UploadView.model_validate(_json(self._http.get(url)))
         return upload
 
-    def status(self, job_id: str) -> dict[str, Any]:
-        return _json(self._http.get(f"/v1/jobs/{job_id}"))
+    def status(self, job_id: str) -> JobView:
+        return JobView.model_validate(_json(self._http.get(f"/v1/jobs/{job_id}")))
 
-    def events(self, job_id: str) -> Iterator[dict[str, Any]]:
+    def events(self, job_id: str) -> Iterator[JobView]:
         """Status snapshots as the job progresses (Server-Sent Events), until it ends."""
         with self._http.stream("GET", f"/v1/jobs/{job_id}/events", timeout=None) as response:
             if response.status_code != 200:
@@ -98,19 +109,21 @@ class Client:
                 _json(response)
             for line in response.iter_lines():
                 if line.startswith("data: "):
-                    yield json.loads(line[6:])
+                    yield JobView.model_validate(json.loads(line[6:]))
 
-    def wait(self, job_id: str, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        """Follow the job until it ends; raise its error if it failed."""
+    def wait(self, job_id: str, progress: Callable[[JobView], None] | None = None) -> JobView:
+        """Follow the job until it ends; raise its error if it failed or was cancelled."""
         status = self.status(job_id)
         for status in self.events(job_id):
             if progress:
                 progress(status)
-        if status["state"] in ("failed", "cancelled"):
-            raise _error(status["error"] or {"code": "cancelled", "message": "the job was cancelled"})
+        if status.state in ("failed", "cancelled"):
+            error = status.error.model_dump() if status.error else {"code": "cancelled",
+                                                                    "message": "the job was cancelled"}
+            raise from_dict(error)
         return status
 
-    def download(self, job_id: str, dest: str | os.PathLike, fmt: str | None = None) -> Path:
+    def download(self, job_id: str, dest: str | os.PathLike[str], fmt: str | None = None) -> Path:
         dest = Path(dest)
         fmt = fmt or ("npz" if dest.suffix == ".npz" else "json")
         with self._http.stream("GET", f"/v1/jobs/{job_id}/result", params={"format": fmt}) as response:
@@ -124,30 +137,21 @@ class Client:
             os.replace(partial, dest)
         return dest
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
-        return _json(self._http.delete(f"/v1/jobs/{job_id}"))
+    def cancel(self, job_id: str) -> JobView:
+        return JobView.model_validate(_json(self._http.delete(f"/v1/jobs/{job_id}")))
 
 
-def _pieces(fh) -> Iterator[bytes]:
+def _pieces(fh: IO[bytes]) -> Iterator[bytes]:
     while piece := fh.read(_UPLOAD_PIECE):
         yield piece
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
+    """The JSON body of a success; the typed error of an error response."""
     try:
         body = response.json()
     except ValueError:
         body = {"error": {"code": "http_error", "message": response.text[:500]}}
     if response.is_error:
-        raise _error(body.get("error", {}), response.status_code)
-    return body
-
-
-def _error(error: dict[str, Any], status: int | None = None) -> PipelineError:
-    cls = _ERROR_TYPES.get(error.get("code"), PipelineError)
-    details = {k: v for k, v in error.items() if k not in ("code", "message")}
-    exc = cls(error.get("message", f"HTTP {status}"), **details)
-    if cls is PipelineError:  # a code this client does not know: keep what the server said
-        exc.code = error.get("code", "http_error")  # type: ignore[misc]
-        exc.status = status or 500  # type: ignore[misc]
-    return exc
+        raise from_dict(body.get("error", {}), response.status_code)
+    return dict(body)

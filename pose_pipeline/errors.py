@@ -1,33 +1,72 @@
 """Every failure the service can report, as a type with a stable code and an HTTP status.
 
-The table of codes lives here and nowhere else: the HTTP layer turns any
-``PipelineError`` into ``{"error": {"code", "message", ...details}}`` with
-``error.status``; the CLI prints ``error.code: error.message`` and exits non-zero.
+The table of codes lives here and nowhere else: the HTTP layer turns any ``PipelineError``
+into ``{"error": {"code", "message", ...details}}`` with ``error.status``; the client turns
+such a body back into the same type (``from_dict``); the CLI prints ``code: message`` and
+exits non-zero.
+
+The hierarchy, in the manner of httpx's::
+
+    PipelineError                 base of every expected failure
+    ├── RequestError              4xx: the request or its video; sending it again will not help
+    │   └── VideoError            the upload is not a video this service can process
+    └── ServiceFailure            5xx: the service could not do the work
+        └── RetryableError        running the same chunk again, on a fresh replica, may succeed
+
+Details are typed fields of each class (``None`` when not known); ``details`` gives the set
+ones as a mapping, which is also what the JSON body carries next to ``code`` and ``message``.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+#: Seconds a client is asked to wait before sending again after a 503 without its own figure.
+RETRY_AFTER_S = 5
+
+E = TypeVar("E", bound="PipelineError")
 
 
+@dataclass(eq=False)
 class PipelineError(Exception):
-    """Base of all expected failures. Subclasses set ``code`` and ``status``."""
+    """Base of all expected failures. Subclasses set ``code`` and ``status`` (and inherit
+    ``retryable`` from their branch)."""
 
     code: ClassVar[str] = "internal_error"
     status: ClassVar[int] = 500
     #: Whether running the same chunk again (on a fresh replica) can succeed.
     retryable: ClassVar[bool] = False
 
-    def __init__(self, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details
+    message: str
+    #: Set on the error of a job's chunk: which chunk, after how many attempts.
+    chunk: int | None = dataclasses.field(default=None, kw_only=True)
+    attempts: int | None = dataclasses.field(default=None, kw_only=True)
 
-    def __reduce__(self):  # keeps ``details`` when Ray pickles the error across processes
-        return (_rebuild, (type(self), self.message, self.details))
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """The detail fields that are set, by name."""
+        return {f.name: value for f in dataclasses.fields(self) if f.name != "message"
+                and (value := getattr(self, f.name)) is not None}
+
+    def at_chunk(self: E, chunk: int, attempts: int) -> E:
+        """This error as the error of chunk ``chunk`` after ``attempts`` attempts, keeping
+        what it already says of either."""
+        if self.chunk is not None and self.attempts is not None:
+            return self
+        return dataclasses.replace(self, chunk=self.chunk if self.chunk is not None else chunk,
+                                   attempts=self.attempts if self.attempts is not None else attempts)
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, **self.details}
+
+    def __reduce__(self) -> tuple[Any, ...]:  # Ray pickles errors across processes: keep the fields
+        return (_rebuild, (type(self), self.message, self.details))
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -37,136 +76,283 @@ def _rebuild(cls: type[PipelineError], message: str, details: dict[str, Any]) ->
     return cls(message, **details)
 
 
+class RequestError(PipelineError):
+    """The request, its options or its upload are wrong (4xx)."""
+
+    status = 400
+
+
+class VideoError(RequestError):
+    """The upload is not a video this service can process."""
+
+    status = 422
+
+
+class ServiceFailure(PipelineError):
+    """The service could not do the work (5xx)."""
+
+    status = 500
+
+
+class RetryableError(ServiceFailure):
+    """A failure of the process or machine, not of the work: the chunk is run again."""
+
+    status, retryable = 503, True
+
+
 # --- Bad input (4xx) -------------------------------------------------------------------------
 
 
-class InvalidRequest(PipelineError):
+class InvalidRequest(RequestError):
     code, status = "invalid_request", 400
 
 
-class EmptyUpload(PipelineError):
+class EmptyUpload(RequestError):
     code, status = "empty_file", 400
 
 
-class UnsupportedMediaType(PipelineError):
+class UnsupportedMediaType(RequestError):
     """The request's content type is not one the endpoint accepts."""
 
     code, status = "unsupported_media_type", 415
 
 
-class InvalidOption(PipelineError):
+@dataclass(eq=False)
+class InvalidOption(RequestError):
     code, status = "invalid_option", 422
 
+    #: The option at fault (``engine.options`` for the engine's own).
+    option: str | None = dataclasses.field(default=None, kw_only=True)
+    #: The request options at fault, when several were checked at once.
+    fields: list[str] | None = dataclasses.field(default=None, kw_only=True)
 
-class NotAMediaFile(PipelineError):
+
+class NotAMediaFile(VideoError):
     code, status = "not_a_media_file", 415
 
 
-class NoVideoStream(PipelineError):
+class NoVideoStream(VideoError):
     code, status = "no_video_stream", 422
 
 
-class UnsupportedCodec(PipelineError):
+@dataclass(eq=False)
+class UnsupportedCodec(VideoError):
     code, status = "unsupported_codec", 415
 
+    codec: str | None = dataclasses.field(default=None, kw_only=True)
 
-class CorruptVideo(PipelineError):
-    """Damaged or truncated data. Carries ``frame`` and ``time_s`` of the first bad spot."""
+
+@dataclass(eq=False)
+class CorruptVideo(VideoError):
+    """Damaged or truncated data, at ``frame`` and ``time_s`` (the first bad spot)."""
 
     code, status = "corrupt_video", 422
 
+    frame: int | None = dataclasses.field(default=None, kw_only=True)
+    time_s: float | None = dataclasses.field(default=None, kw_only=True)
 
-class ResolutionTooLarge(PipelineError):
+
+@dataclass(eq=False)
+class ResolutionTooLarge(VideoError):
     code, status = "resolution_too_large", 422
 
+    width: int | None = dataclasses.field(default=None, kw_only=True)
+    height: int | None = dataclasses.field(default=None, kw_only=True)
 
-class DurationTooLong(PipelineError):
+
+@dataclass(eq=False)
+class DurationTooLong(VideoError):
     code, status = "duration_too_long", 422
 
+    duration_s: float | None = dataclasses.field(default=None, kw_only=True)
+    limit_s: float | None = dataclasses.field(default=None, kw_only=True)
 
-class FileTooLarge(PipelineError):
+
+@dataclass(eq=False)
+class FileTooLarge(RequestError):
     code, status = "file_too_large", 413
 
+    limit_bytes: int | None = dataclasses.field(default=None, kw_only=True)
 
-class PartTooLarge(PipelineError):
+
+@dataclass(eq=False)
+class PartTooLarge(RequestError):
     """One part of an upload in parts is larger than ``limits.max_part_bytes``."""
 
     code, status = "part_too_large", 413
 
+    limit_bytes: int | None = dataclasses.field(default=None, kw_only=True)
 
-class UploadNotFound(PipelineError):
+
+@dataclass(eq=False)
+class UploadNotFound(RequestError):
     code, status = "upload_not_found", 404
 
+    upload_id: str | None = dataclasses.field(default=None, kw_only=True)
 
-class UploadConflict(PipelineError):
+
+@dataclass(eq=False)
+class UploadConflict(RequestError):
     """A part that does not start where the upload ends, a part sent while another is being
-    received, or a job started from an incomplete upload. ``offset``: where to go on."""
+    received, or a job started from an incomplete upload."""
 
     code, status = "upload_conflict", 409
 
+    #: Bytes the upload holds: where the next part starts.
+    offset: int | None = dataclasses.field(default=None, kw_only=True)
 
-class Unauthorized(PipelineError):
+
+class Unauthorized(RequestError):
     code, status = "unauthorized", 401
 
 
-class JobNotFound(PipelineError):
+@dataclass(eq=False)
+class JobNotFound(RequestError):
     code, status = "job_not_found", 404
 
+    job_id: str | None = dataclasses.field(default=None, kw_only=True)
 
-class JobNotFinished(PipelineError):
+
+@dataclass(eq=False)
+class JobNotFinished(RequestError):
     code, status = "job_not_finished", 409
 
+    #: The job's state; ``job_error``: its error, when it ended without a result.
+    state: str | None = dataclasses.field(default=None, kw_only=True)
+    job_error: dict[str, Any] | None = dataclasses.field(default=None, kw_only=True)
 
-class JobCancelled(PipelineError):
+
+class JobCancelled(RequestError):
     code, status = "cancelled", 409
 
 
 # --- Service-side failures (5xx) -------------------------------------------------------------
 
 
-class Overloaded(PipelineError):
+@dataclass(eq=False)
+class Overloaded(RetryableError):
     """Too much work queued; the client should retry after ``retry_after_s``. Inside a job
     (a stage's queue full) the chunk is retried after a pause."""
 
-    code, status, retryable = "overloaded", 503, True
+    code, status = "overloaded", 503
+
+    retry_after_s: int | None = dataclasses.field(default=None, kw_only=True)
 
 
-class WorkerDied(PipelineError):
-    code, status, retryable = "worker_died", 503, True
+@dataclass(eq=False)
+class WorkerDied(RetryableError):
+    code, status = "worker_died", 503
+
+    #: The first line of what Ray reported.
+    ray_error: str | None = dataclasses.field(default=None, kw_only=True)
 
 
-class HostOutOfMemory(PipelineError):
-    code, status, retryable = "out_of_memory", 503, True
+@dataclass(eq=False)
+class HostOutOfMemory(RetryableError):
+    code, status = "out_of_memory", 503
+
+    #: ``host``: the replica's own limit (``used_bytes`` over ``limit_bytes``); ``node``: Ray's
+    #: memory monitor killed a worker (``ray_error``).
+    kind: str | None = dataclasses.field(default=None, kw_only=True)
+    used_bytes: int | None = dataclasses.field(default=None, kw_only=True)
+    limit_bytes: int | None = dataclasses.field(default=None, kw_only=True)
+    ray_error: str | None = dataclasses.field(default=None, kw_only=True)
 
 
-class GpuOutOfMemory(PipelineError):
+@dataclass(eq=False)
+class ChunkTimeout(RetryableError):
+    code, status = "timeout", 504
+
+    limit_s: float | None = dataclasses.field(default=None, kw_only=True)
+
+
+@dataclass(eq=False)
+class GpuOutOfMemory(ServiceFailure):
+    """CUDA out of memory at batch size 1: not retried, it would fail again."""
+
     code, status = "gpu_out_of_memory", 503
 
+    batch_size: int | None = dataclasses.field(default=None, kw_only=True)
+    max_batch: int | None = dataclasses.field(default=None, kw_only=True)
 
-class ChunkTimeout(PipelineError):
-    code, status, retryable = "timeout", 504, True
 
-
-class EngineUnavailable(PipelineError):
+@dataclass(eq=False)
+class EngineUnavailable(ServiceFailure):
     """The engine cannot load: missing package, weights file or device."""
 
     code, status = "engine_unavailable", 503
 
+    engine: str | None = dataclasses.field(default=None, kw_only=True)
+    #: A missing Python package.
+    missing: str | None = dataclasses.field(default=None, kw_only=True)
+    #: Weight or model files: missing ones, the one that failed, or those checked.
+    missing_files: list[str] | None = dataclasses.field(default=None, kw_only=True)
+    file: str | None = dataclasses.field(default=None, kw_only=True)
+    files: list[str] | None = dataclasses.field(default=None, kw_only=True)
+    #: A download that failed, and where it was to go.
+    url: str | None = dataclasses.field(default=None, kw_only=True)
+    path: str | None = dataclasses.field(default=None, kw_only=True)
 
-class FetchFailed(PipelineError):
+
+@dataclass(eq=False)
+class FetchFailed(ServiceFailure):
     """Files the project takes from a pinned wheel (models, demo clips) could not be fetched."""
 
     code, status = "fetch_failed", 503
 
+    requirement: str | None = dataclasses.field(default=None, kw_only=True)
 
-class NotReady(PipelineError):
+
+@dataclass(eq=False)
+class NotReady(ServiceFailure):
     code, status = "not_ready", 503
 
+    #: Readiness of each deployment, by name.
+    deployments: dict[str, Any] | None = dataclasses.field(default=None, kw_only=True)
 
-class InternalError(PipelineError):
+
+class InternalError(ServiceFailure):
     code, status = "internal_error", 500
 
 
-ALL_ERRORS: tuple[type[PipelineError], ...] = tuple(
-    cls for cls in list(globals().values()) if isinstance(cls, type) and issubclass(cls, PipelineError)
-)
+def _concrete(base: type[PipelineError]) -> list[type[PipelineError]]:
+    found = []
+    for cls in base.__subclasses__():
+        if "code" in vars(cls):
+            found.append(cls)
+        found.extend(_concrete(cls))
+    return found
+
+
+ALL_ERRORS: tuple[type[PipelineError], ...] = tuple(_concrete(PipelineError))
+ERRORS_BY_CODE: Mapping[str, type[PipelineError]] = {cls.code: cls for cls in ALL_ERRORS}
+
+
+def from_dict(body: Mapping[str, Any], status: int | None = None) -> PipelineError:
+    """The error a JSON error body (``to_dict``) describes, as its type. Keys the type has no
+    field for are dropped. A code this version does not know gives a ``PipelineError`` that
+    keeps the code and ``status``."""
+    code = str(body.get("code") or "http_error")
+    message = str(body.get("message") or f"HTTP {status}")
+    cls = ERRORS_BY_CODE.get(code)
+    if cls is None:
+        return UnknownError(message, code=code, status=status or 500)
+    names = {f.name for f in dataclasses.fields(cls)} - {"message"}
+    return cls(message, **{k: v for k, v in body.items() if k in names})
+
+
+class UnknownError(PipelineError):
+    """An error whose code this version does not know (from a newer server, or the web
+    framework's own ``not_found``): it keeps the server's code and status."""
+
+    def __init__(self, message: str, *, code: str, status: int) -> None:
+        super().__init__(message)
+        self.code = code  # type: ignore[misc]  # per instance: the server's
+        self.status = status  # type: ignore[misc]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_unknown, (self.message, self.code, self.status))
+
+
+def _rebuild_unknown(message: str, code: str, status: int) -> UnknownError:
+    return UnknownError(message, code=code, status=status)

@@ -15,57 +15,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
+from .chunks import ChunkReceipt, ChunkTask, Decoded
 from .config import JobSettings
-from .errors import ChunkTimeout, InternalError, JobCancelled, Overloaded, PipelineError, WorkerDied
+from .errors import RETRY_AFTER_S, ChunkTimeout, InternalError, JobCancelled, Overloaded, PipelineError, WorkerDied
 from .store import JobRecord, JobState, JobStore
-from .video import DecodeCursor, DecodeOptions, VideoProbe
+from .video import DecodeCursor
 
 log = logging.getLogger("pose_pipeline.jobs")
 
-#: Seconds an overloaded client is asked to wait before trying again.
-RETRY_AFTER_S = 5
+__all__ = ["RETRY_AFTER_S", "DeathCause", "JobObserver", "JobRunner", "Stages"]
 #: Pause before running a failed chunk again, times the attempt number.
 RETRY_PAUSE_S = 0.5
-
-
-@dataclass(frozen=True)
-class ChunkTask:
-    """Everything a stage needs to process chunk ``chunk_index`` of a job, on any replica."""
-
-    job_id: str
-    chunk_index: int
-    cursor: DecodeCursor
-    video: VideoProbe
-    decoding: DecodeOptions
-    engine: str
-    filename: str
-    attempt: int = 0
-
-
-@dataclass(frozen=True)
-class ChunkReceipt:
-    """What the runner hears back once a chunk is committed to the store."""
-
-    chunk_index: int
-    frames: int
-    is_last: bool
-    cursor: DecodeCursor
-    #: Seconds spent per stage (decode, tracking, aggregation).
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-class Decoded(Protocol):
-    """A decoded chunk as the runner sees it: where the next chunk starts. The frames stay
-    with the stages (in the service, in Ray's object store)."""
-
-    @property
-    def cursor(self) -> DecodeCursor: ...
-
-    @property
-    def is_last(self) -> bool: ...
 
 
 class Stages(Protocol):
@@ -84,7 +48,7 @@ class _Ahead:
     """The next chunk, decoding while the current one is tracked."""
 
     task: ChunkTask
-    decoding: asyncio.Task
+    decoding: asyncio.Task[Decoded]
 
     def discard(self) -> None:
         self.decoding.cancel()
@@ -109,6 +73,12 @@ class JobObserver:
     def queue_changed(self, queued: int, running: int) -> None:
         pass
 
+    def upload_received(self, size: int) -> None:
+        """``size`` bytes of an upload (or of one part of it) arrived."""
+
+    def store_changed(self) -> None:
+        """Files of the store may have been added or removed (housekeeping, expiry)."""
+
 
 #: Why the runner with this owner id stopped, as the error to report for the attempts it
 #: left unfinished; None when unknown.
@@ -132,9 +102,9 @@ class JobRunner:
         self.death_cause = death_cause
         self._inherited_causes: dict[str, PipelineError] = {}  # job id -> why its last runner died
         self._slots = asyncio.Semaphore(settings.max_running)
-        self._tasks: dict[str, asyncio.Task] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._running = 0
-        self._background: list[asyncio.Task] = []
+        self._background: list[asyncio.Task[None]] = []
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -237,9 +207,8 @@ class JobRunner:
             record = self.store.update(job_id, state=JobState.running, started_at=time.time(),
                                        stage="tracking")
             self.observer.state_changed(record)
-        video = VideoProbe.from_dict(record.video)
-        decoding = DecodeOptions(**record.decoding)
-        cursor = DecodeCursor.from_dict(record.cursor) if record.cursor else DecodeCursor()
+        video, decoding = record.video, record.decoding
+        cursor = record.cursor or DecodeCursor()
         is_last = record.decoded_all
         ahead: _Ahead | None = None
         try:
@@ -291,17 +260,14 @@ class JobRunner:
                 # this attempt's workers too: that is the job's error.
                 error = cause
             if not error.retryable or attempt == self.settings.max_chunk_retries:
-                error.details.setdefault("chunk", task.chunk_index)
-                error.details.setdefault("attempts", attempt + 1)
-                raise error
+                raise error.at_chunk(task.chunk_index, attempt + 1)
             record = self.store.update(record.id, retries=self.store.get(record.id).retries + 1)
             self.observer.chunk_retry(record, error)
             await asyncio.sleep(RETRY_PAUSE_S * (attempt + 1))  # let a replacement replica start
         # Every attempt was cut short by the death of the runner itself (its ingress replica,
         # e.g. killed by the node's memory monitor along with the workers).
         if cause is not None:
-            cause.details.update(chunk=task.chunk_index, attempts=interrupted)
-            raise cause
+            raise replace(cause, chunk=task.chunk_index, attempts=interrupted)
         raise WorkerDied(f"chunk {task.chunk_index} was attempted {interrupted} times and each time the job's "
                          "runner (an ingress replica) died before the attempt ended; this happens when the "
                          "node runs out of memory: use a smaller max_side or chunk, or more memory",

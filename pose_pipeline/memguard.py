@@ -13,8 +13,8 @@ import ctypes
 import gc
 import threading
 import traceback
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import psutil
 
@@ -38,7 +38,8 @@ class MemoryGuard:
     @contextmanager
     def watch(self) -> Iterator[None]:
         """Guard the calling thread for the duration of the block."""
-        if not self.limit_bytes:
+        limit = self.limit_bytes
+        if not limit:
             yield
             return
         target = threading.get_ident()
@@ -48,7 +49,7 @@ class MemoryGuard:
         def monitor() -> None:
             while not stop.wait(self.interval_s):
                 peak[0] = max(peak[0], self.rss())
-                if peak[0] > self.limit_bytes:
+                if peak[0] > limit:
                     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target),
                                                                ctypes.py_object(_LimitExceeded))
                     return
@@ -64,9 +65,9 @@ class MemoryGuard:
             gc.collect()
             raise HostOutOfMemory(
                 f"the tracking replica used {peak[0] / 2**20:.0f} MiB, over its limit of "
-                f"{self.limit_bytes / 2**20:.0f} MiB (tracking.memory_limit_bytes); use a smaller "
+                f"{limit / 2**20:.0f} MiB (tracking.memory_limit_bytes); use a smaller "
                 "max_side or chunk (decode.chunk_bytes), or give the replica more memory",
-                used_bytes=peak[0], limit_bytes=self.limit_bytes, kind="host") from None
+                used_bytes=peak[0], limit_bytes=limit, kind="host") from None
         finally:
             stop.set()
             thread.join()

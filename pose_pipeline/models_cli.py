@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
-from .engines.blazepose.models import ModelPaths, fetch
 from .errors import EngineUnavailable
 
+if TYPE_CHECKING:  # the engine's package imports scipy & co: only the commands that run load it
+    from .engines.blazepose.models import ModelPaths
 
-def add_models_commands(subparsers) -> None:
+
+def add_models_commands(subparsers: Any) -> None:
     models = subparsers.add_parser("models", help="check or fetch the blazepose engine's model files")
     commands = models.add_subparsers(dest="models_command", required=True)
     for name, handler, text in (("check", _check, "say whether the model files are there and right"),
@@ -31,6 +34,8 @@ def add_models_commands(subparsers) -> None:
 
 
 def model_paths(settings: Settings, models_dir: Path | None = None) -> ModelPaths:
+    from .engines.blazepose.models import ModelPaths
+
     options: Mapping[str, Any] = settings.engine.options if settings.engine.name == "blazepose" else {}
     return ModelPaths.resolve(models_dir or options.get("models_dir"), options.get("detector_model"),
                               options.get("landmark_model"))
@@ -46,6 +51,8 @@ def ensure_models(settings: Settings, notice: Callable[[str], None]) -> None:
         paths.check()
     except EngineUnavailable:
         if paths.check_detector or paths.check_landmarks:
+            from .engines.blazepose.models import fetch
+
             notice(f"fetching the blazepose model files (mediapipe 0.10.21 wheel, Apache 2.0) into {paths.models_dir}")
             fetch(paths.models_dir)
         paths.check()
@@ -63,6 +70,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
+    from .engines.blazepose.models import fetch
+
     paths = model_paths(Settings.load(args.config), args.models_dir)
     for path in fetch(paths.models_dir):
         print(path)

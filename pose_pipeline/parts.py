@@ -21,10 +21,11 @@ import os
 import re
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import AsyncIterator, BinaryIO, Iterator
+from typing import BinaryIO
 
 from .errors import EmptyUpload, FileTooLarge, PartTooLarge, UploadConflict, UploadNotFound
 

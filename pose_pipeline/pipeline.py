@@ -8,47 +8,20 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from collections.abc import Callable
+from pathlib import Path
 
 from .aggregate import ResultAssembler
 from .config import Settings
 from .engines.base import Engine, VideoSpec
-from .errors import InvalidOption
+from .options import JobOptions
 from .schema import CameraModel, EngineInfo, Processing, ResultHeader, TrackSummary
-from .serialize import FORMATS, ResultWriter
+from .serialize import ResultWriter
 from .video import ChunkDecoder, DecodeOptions, VideoProbe, probe
 
+__all__ = ["JobOptions", "decode_options", "expected_frames", "make_header", "track_file", "video_spec"]
+
 Progress = Callable[[int, int], None]  # (frames done, frames expected)
-
-
-class JobOptions(BaseModel):
-    """What a client may choose per video. Unset fields take the service's defaults."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    engine: str | None = None
-    fps: float | None = Field(default=None, gt=0, le=1000)
-    max_side: int | None = Field(default=None, ge=16, le=16384)
-    start_s: float | None = Field(default=None, ge=0)
-    end_s: float | None = Field(default=None, gt=0)
-    formats: tuple[Literal["json", "npz"], ...] = FORMATS
-
-    @field_validator("formats", mode="before")
-    @classmethod
-    def _split(cls, value):
-        return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else value
-
-    @classmethod
-    def parse(cls, values: dict) -> "JobOptions":
-        """Validate client-supplied values; raise ``InvalidOption`` naming each bad field."""
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
-            fields = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
-            raise InvalidOption(f"invalid options: {problems}", fields=fields) from None
 
 
 def decode_options(settings: Settings, options: JobOptions) -> DecodeOptions:
@@ -62,9 +35,9 @@ def decode_options(settings: Settings, options: JobOptions) -> DecodeOptions:
     )
 
 
-def video_spec(video: VideoProbe, decoding: DecodeOptions) -> VideoSpec:
+def video_spec(video: VideoProbe, decoding: DecodeOptions, name: str = "") -> VideoSpec:
     width, height = decoding.frame_size(video)
-    return VideoSpec(frame_width=width, frame_height=height, fps=decoding.output_fps(video))
+    return VideoSpec(frame_width=width, frame_height=height, fps=decoding.output_fps(video), name=name)
 
 
 def expected_frames(video: VideoProbe, decoding: DecodeOptions) -> int:
@@ -88,7 +61,8 @@ def make_header(video: VideoProbe, decoding: DecodeOptions, engine: EngineInfo,
     return ResultHeader(
         engine=engine,
         video=video.video_info(),
-        processing=Processing(fps=spec.fps if decoding.fps else None, max_side=decoding.max_side, frame_width=spec.frame_width,
+        processing=Processing(fps=spec.fps if decoding.fps else None, max_side=decoding.max_side,
+                              frame_width=spec.frame_width,
                               frame_height=spec.frame_height, start_s=decoding.start_s, end_s=decoding.end_s),
         camera=camera,
     )
@@ -100,7 +74,7 @@ def track_file(path: str | os.PathLike, engine: Engine, settings: Settings, opti
     video = probe(path, settings.limits)
     decoding = decode_options(settings, options)
     total = expected_frames(video, decoding)
-    spec = video_spec(video, decoding)
+    spec = video_spec(video, decoding, Path(path).name)
     header = make_header(video, decoding, engine.info, engine.camera(spec))
     assembler = ResultAssembler(header, writer, engine.holdback_frames)
     session = engine.open(spec)

@@ -10,8 +10,9 @@ The in-memory types use float32 numpy arrays; ``to_dict``/``from_dict`` give the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class SmplParams:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SmplParams":
+    def from_dict(cls, d: dict[str, Any]) -> SmplParams:
         return cls(_f32(d["global_orient"], (3,)), _f32(d["body_pose"], (23, 3)), _f32(d["betas"], (10,)))
 
 
@@ -77,7 +78,7 @@ class Person:
     #: visibility, the probability that the joint is in the frame and not occluded).
     joints_confidence: np.ndarray | None = None
 
-    def scaled(self, sx: float, sy: float) -> "Person":
+    def scaled(self, sx: float, sy: float) -> Person:
         """The same person with pixel quantities multiplied by (sx, sy)."""
         factor = np.array([sx, sy], dtype=np.float32)
         return replace(
@@ -106,7 +107,7 @@ class Person:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Person":
+    def from_dict(cls, d: dict[str, Any]) -> Person:
         j3, j2, jc = d.get("joints_3d"), d.get("joints_2d"), d.get("joints_confidence")
         return cls(
             track_id=int(d["track_id"]),
@@ -137,9 +138,12 @@ class Frame:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Frame":
+    def from_dict(cls, d: dict[str, Any]) -> Frame:
         return cls(int(d["index"]), int(d["source_index"]), float(d["time"]),
                    tuple(Person.from_dict(p) for p in d["people"]))
+
+
+R = TypeVar("R", bound="_Record")
 
 
 class _Record:
@@ -149,8 +153,9 @@ class _Record:
         return dict(self.__dict__)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]):
-        return cls(**{name: d[name] for name in cls.__dataclass_fields__ if name in d})
+    def from_dict(cls: type[R], d: dict[str, Any]) -> R:
+        names = vars(cls)["__dataclass_fields__"]  # every subclass is a dataclass
+        return cls(**{name: d[name] for name in names if name in d})
 
 
 @dataclass(frozen=True)
@@ -165,7 +170,7 @@ class TrackSummary(_Record):
         return dict(self.__dict__)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrackSummary":
+    def from_dict(cls, d: dict[str, Any]) -> TrackSummary:
         return cls(**{k: int(d[k]) for k in cls.__dataclass_fields__})
 
 
@@ -194,8 +199,9 @@ class CameraModel:
                 "principal_point_px": [round(v, 3) for v in self.principal_point_px]}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "CameraModel":
-        return cls(float(d["focal_length_px"]), tuple(float(v) for v in d["principal_point_px"]))
+    def from_dict(cls, d: dict[str, Any]) -> CameraModel:
+        x, y = (float(v) for v in d["principal_point_px"])
+        return cls(float(d["focal_length_px"]), (x, y))
 
 
 @dataclass(frozen=True)
@@ -246,7 +252,7 @@ class ResultHeader:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ResultHeader":
+    def from_dict(cls, d: dict[str, Any]) -> ResultHeader:
         if str(d.get("schema_version")) != SCHEMA_VERSION:
             raise ValueError(f"unsupported schema_version {d.get('schema_version')!r}")
         return cls(
@@ -269,7 +275,7 @@ class TrackingResult:
                 "tracks": [t.to_dict() for t in self.tracks]}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrackingResult":
+    def from_dict(cls, d: dict[str, Any]) -> TrackingResult:
         return cls(ResultHeader.from_dict(d),
                    tuple(Frame.from_dict(f) for f in d["frames"]),
                    tuple(TrackSummary.from_dict(t) for t in d["tracks"]))
@@ -291,7 +297,7 @@ class TrackTally:
         return tuple(TrackSummary(tid, *self._tracks[tid]) for tid in sorted(self._tracks))
 
 
-def summarize_tracks(frames) -> tuple[TrackSummary, ...]:
+def summarize_tracks(frames: Iterable[Frame]) -> tuple[TrackSummary, ...]:
     tally = TrackTally()
     for frame in frames:
         tally.add(frame)

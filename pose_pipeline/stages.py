@@ -11,26 +11,33 @@ take any chunk, and a replacement replica resumes where the dead one stopped.
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, replace
-from typing import Generic, Hashable, TypeVar
+from collections.abc import Awaitable, Hashable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
 
 from .aggregate import ResultAssembler
-from .engines.base import ChunkOutput, Engine, Session
+from .chunks import ChunkReceipt, ChunkTask, Decoded, DecodedChunk, StoredChunk, TrackedChunk
+from .config import Limits, Settings
+from .engines.base import Engine, Session
 from .errors import InternalError
-from .faults import FaultInjector
-from .jobs import ChunkReceipt, ChunkTask
 from .memguard import MemoryGuard
-from .pipeline import JobOptions, make_header, video_spec
-from .schema import CameraModel, EngineInfo
+from .pipeline import make_header, video_spec
 from .serialize import ResultFiles
-from .store import JobStore
-from .video import ChunkDecoder, DecodeCursor, DecodeOptions, FrameChunk, VideoProbe
+from .store import JobStore, LocalJobStore
+from .video import ChunkDecoder, VideoProbe, probe
 
-T = TypeVar("T")
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+T = TypeVar("T", bound=_Closable)
 
 
 class _LruCache(Generic[T]):
@@ -64,21 +71,6 @@ class _LruCache(Generic[T]):
             items, self._items = list(self._items.values()), OrderedDict()
         for _, item in items:
             item.close()
-
-
-@dataclass(frozen=True, eq=False)
-class DecodedChunk:
-    task: ChunkTask
-    chunk: FrameChunk
-    seconds: float
-
-    @property
-    def cursor(self) -> DecodeCursor:
-        return self.chunk.cursor
-
-    @property
-    def is_last(self) -> bool:
-        return self.chunk.is_last
 
 
 class DecodeStage:
@@ -119,37 +111,23 @@ class DecodeStage:
         self._decoders.clear()
 
 
-@dataclass(frozen=True, eq=False)
-class TrackedChunk:
-    task: ChunkTask
-    output: ChunkOutput
-    state: bytes
-    frames: int
-    is_last: bool
-    cursor: DecodeCursor
-    engine: EngineInfo
-    camera: CameraModel | None
-    holdback_frames: int
-    timings: dict[str, float]
-
-
 class TrackingStage:
+    """Runs the engine on a chunk under the replica's memory guard."""
+
     def __init__(self, engine: Engine, store: JobStore, guard: MemoryGuard | None = None,
-                 faults: FaultInjector | None = None, cache_size: int = 4) -> None:
+                 cache_size: int = 4) -> None:
         self.engine = engine
         self.store = store
         self.guard = guard or MemoryGuard(None)
-        self.faults = faults
         self._sessions: _LruCache[Session] = _LruCache(cache_size)
 
     def track(self, decoded: DecodedChunk) -> TrackedChunk:
         task, chunk = decoded.task, decoded.chunk
         started = time.perf_counter()
-        fault = self.faults.take(task.filename, task.chunk_index) if self.faults else None
         session = self._sessions.take(task.job_id, task.chunk_index) or self._open(task)
         try:
             with self.guard.watch():
-                output = FaultInjector.process(fault, session, chunk) if fault else session.process(chunk)
+                output = session.process(chunk)
             state = session.export_state()
         except BaseException:
             session.close()
@@ -158,7 +136,7 @@ class TrackingStage:
             session.close()
         else:
             self._sessions.put(task.job_id, task.chunk_index + 1, session)
-        spec = video_spec(task.video, task.decoding)
+        spec = video_spec(task.video, task.decoding, task.filename)
         return TrackedChunk(task, output, state, len(chunk), chunk.is_last, chunk.cursor, self.engine.info,
                             self.engine.camera(spec), self.engine.holdback_frames,
                             {"decode": decoded.seconds, "tracking": time.perf_counter() - started})
@@ -166,21 +144,11 @@ class TrackingStage:
     def _open(self, task: ChunkTask) -> Session:
         state = self.store.load_state(task.job_id, task.chunk_index)
         if state is None:
-            return self.engine.open(video_spec(task.video, task.decoding))
+            return self.engine.open(video_spec(task.video, task.decoding, task.filename))
         return self.engine.restore(state)
 
     def close(self) -> None:
         self._sessions.clear()
-
-
-@dataclass(frozen=True, eq=False)
-class StoredChunk:
-    """What the store keeps per chunk: the output and what finalising needs to know."""
-
-    output: ChunkOutput
-    engine: EngineInfo
-    camera: CameraModel | None
-    holdback_frames: int
 
 
 class AggregationStage:
@@ -192,17 +160,17 @@ class AggregationStage:
         task = tracked.task
         stored = StoredChunk(tracked.output, tracked.engine, tracked.camera, tracked.holdback_frames)
         self.store.commit_chunk(task.job_id, task.chunk_index, pickle.dumps(stored, protocol=5), tracked.state,
-                                tracked.cursor.to_dict(), tracked.frames, tracked.is_last)
+                                tracked.cursor, tracked.frames, tracked.is_last)
         timings = {**tracked.timings, "aggregation": time.perf_counter() - started}
         return ChunkReceipt(task.chunk_index, tracked.frames, tracked.is_last, tracked.cursor, timings)
 
     def finalize(self, job_id: str) -> dict[str, int]:
         """Assemble the committed chunks into the result files; return their sizes."""
         record = self.store.get(job_id)
-        formats = JobOptions.model_validate(record.options).formats
-        video = VideoProbe.from_dict(record.video)
-        decoding = DecodeOptions(**record.decoding)
-        files = ResultFiles(self.store.result_dir(job_id), formats)
+        video, decoding = record.video, record.decoding
+        # Spill beside the result: on the store's volume, not in a temporary folder in memory.
+        directory = self.store.result_dir(job_id)
+        files = ResultFiles(directory, record.options.formats, spill_dir=directory)
         try:
             chunks = (pickle.loads(blob) for blob in self.store.chunk_outputs(job_id))
             first = next(chunks)
@@ -219,16 +187,47 @@ class AggregationStage:
 
 
 class LocalStages:
-    """The three stages chained in this process (implements ``jobs.Stages``)."""
+    """The three stages chained in this process (implements ``service.ServiceStages``): the
+    in-process service of the tests and the reference the Ray service is compared with.
+    Stage work runs in worker threads, as it runs in other processes in the service, so that
+    the event loop (runner, HTTP requests) is never blocked by a chunk."""
 
-    def __init__(self, decoding: DecodeStage, tracking: TrackingStage, aggregation: AggregationStage) -> None:
+    def __init__(self, decoding: DecodeStage, tracking: TrackingStage, aggregation: AggregationStage,
+                 limits: Limits | None = None) -> None:
         self.decoding, self.tracking, self.aggregation = decoding, tracking, aggregation
+        self.limits = limits or Limits()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, engine: Engine | None = None) -> LocalStages:
+        """The stages the settings describe, on their store, with ``engine`` or the
+        configured one."""
+        from .engines import EngineRegistry
+
+        store = LocalJobStore(settings.store.root)
+        engine = engine or EngineRegistry().create(settings.engine.name, settings.engine.options)
+        tracking = TrackingStage(engine, store, MemoryGuard(settings.tracking.memory_limit_bytes))
+        return cls(DecodeStage(store), tracking, AggregationStage(store), settings.limits)
+
+    async def probe(self, path: Path) -> VideoProbe:
+        return await asyncio.to_thread(probe, path, self.limits)
 
     async def decode(self, task: ChunkTask) -> DecodedChunk:
-        return self.decoding.decode(task)
+        return await asyncio.to_thread(self.decoding.decode, task)
 
-    async def track(self, decoded: DecodedChunk) -> ChunkReceipt:
-        return self.aggregation.commit(self.tracking.track(decoded))
+    async def track(self, decoded: Decoded) -> ChunkReceipt:
+        assert isinstance(decoded, DecodedChunk)  # what this class's decode gave
+        tracked = await asyncio.to_thread(self.tracking.track, decoded)
+        # The commit (a few file writes) runs here, not in a thread: a job cancelled while its
+        # chunk was tracked is cancelled at the await above and commits nothing more.
+        return self.aggregation.commit(tracked)
 
     async def finalize(self, job_id: str) -> dict[str, int]:
-        return self.aggregation.finalize(job_id)
+        return await asyncio.to_thread(self.aggregation.finalize, job_id)
+
+    def readiness_checks(self) -> dict[str, Awaitable[Any]]:
+        return {"Decode": _ready(True), "Tracking": _ready(self.tracking.engine.info.to_dict()),
+                "Aggregation": _ready(True)}
+
+
+async def _ready(answer: Any) -> Any:
+    return answer

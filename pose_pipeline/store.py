@@ -25,13 +25,16 @@ import sqlite3
 import time
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .errors import JobNotFound
+from .options import JobOptions
+from .video import DecodeCursor, DecodeOptions, VideoProbe
 
 
 class JobState(str, Enum):
@@ -48,23 +51,28 @@ class JobState(str, Enum):
 
 @dataclass(frozen=True)
 class JobRecord:
+    """A job as the store keeps it: what was asked, what is known of the video, how far the
+    work is, and who runs it."""
+
     id: str
     state: JobState
     created_at: float
     updated_at: float
     filename: str
-    options: dict[str, Any]
-    video: dict[str, Any]  # VideoProbe.to_dict()
+    options: JobOptions
+    video: VideoProbe
     frames_total: int
-    #: Resolved engine name and decode options (``DecodeOptions`` fields).
+    #: Resolved engine name and decode options.
     engine: str = ""
-    decoding: dict[str, Any] = field(default_factory=dict)
+    decoding: DecodeOptions = field(default_factory=DecodeOptions)
     frames_done: int = 0
     chunks_done: int = 0
     stage: str = "queued"
-    cursor: dict[str, Any] | None = None
+    #: Where the next chunk starts (None before the first commit).
+    cursor: DecodeCursor | None = None
     #: Whether the chunk holding the video's last frame is committed.
     decoded_all: bool = False
+    #: The error the job ended with, as its JSON body (``errors.from_dict`` gives the type).
     error: dict[str, Any] | None = None
     started_at: float | None = None
     finished_at: float | None = None
@@ -80,8 +88,16 @@ class JobRecord:
 
 
 _DEFAULTS = {f.name: f.default for f in fields(JobRecord) if isinstance(f.default, (int, float, str, bool))}
-_JSON_FIELDS = {"options", "video", "decoding", "cursor", "error", "results"}
 _COLUMNS = [f.name for f in fields(JobRecord)]
+# Columns that hold JSON, with how their typed values are written and read back.
+_JSON_FIELDS: Mapping[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
+    "options": (lambda v: v.model_dump(mode="json"), JobOptions.model_validate),
+    "video": (lambda v: v.to_dict(), VideoProbe.from_dict),
+    "decoding": (asdict, lambda d: DecodeOptions(**d)),
+    "cursor": (lambda v: v.to_dict(), DecodeCursor.from_dict),
+    "error": (dict, dict),
+    "results": (dict, dict),
+}
 
 
 class JobStore(ABC):
@@ -107,7 +123,7 @@ class JobStore(ABC):
 
     @abstractmethod
     def commit_chunk(self, job_id: str, chunk_index: int, output: bytes, state: bytes,
-                     cursor: dict[str, Any], frames: int, is_last: bool) -> JobRecord: ...
+                     cursor: DecodeCursor, frames: int, is_last: bool) -> JobRecord: ...
 
     @abstractmethod
     def load_state(self, job_id: str, chunk_index: int) -> bytes | None:
@@ -199,6 +215,7 @@ class LocalJobStore(JobStore):
         return _from_row(dict(row))
 
     def update(self, job_id: str, **changes: Any) -> JobRecord:
+        """Set fields of the record (``JobRecord`` names, typed values)."""
         changes["updated_at"] = time.time()
         row = _to_row(changes)
         with self._connect() as db:
@@ -241,7 +258,7 @@ class LocalJobStore(JobStore):
         return self._dir(job_id) / "upload"
 
     def commit_chunk(self, job_id: str, chunk_index: int, output: bytes, state: bytes,
-                     cursor: dict[str, Any], frames: int, is_last: bool) -> JobRecord:
+                     cursor: DecodeCursor, frames: int, is_last: bool) -> JobRecord:
         directory = self._dir(job_id)
         _write_atomic(directory / "chunks" / f"{chunk_index:06d}", output)
         _write_atomic(directory / f"state-{chunk_index + 1:06d}", state)
@@ -249,7 +266,7 @@ class LocalJobStore(JobStore):
             db.execute(
                 "UPDATE jobs SET chunks_done = ?, frames_done = frames_done + ?, cursor = ?, decoded_all = ?, "
                 "chunk_attempts = 0, updated_at = ? WHERE id = ? AND chunks_done = ?",
-                [chunk_index + 1, frames, json.dumps(cursor), is_last, time.time(), job_id, chunk_index])
+                [chunk_index + 1, frames, json.dumps(cursor.to_dict()), is_last, time.time(), job_id, chunk_index])
         # Keep the newest checkpoint and the one before this chunk: a retry of this chunk
         # (its commit done, but the reply lost) starts again from the latter.
         for old in directory.glob("state-*"):
@@ -280,6 +297,8 @@ class LocalJobStore(JobStore):
             shutil.rmtree(directory, ignore_errors=True)
             return
         shutil.rmtree(directory / "chunks", ignore_errors=True)
+        for spill in directory.glob(".npz-spill-*"):  # left by a process that died writing the NPZ
+            shutil.rmtree(spill, ignore_errors=True)
         for path in [directory / "upload", *directory.glob("state-*"), *directory.glob("*.partial")]:
             path.unlink(missing_ok=True)
 
@@ -320,7 +339,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _to_row(values: dict[str, Any] | JobRecord) -> dict[str, Any]:
+def _to_row(values: Mapping[str, Any] | JobRecord) -> dict[str, Any]:
     if isinstance(values, JobRecord):
         values = {f: getattr(values, f) for f in _COLUMNS}
     row = {}
@@ -328,7 +347,7 @@ def _to_row(values: dict[str, Any] | JobRecord) -> dict[str, Any]:
         if key not in _COLUMNS:
             raise KeyError(key)
         if key in _JSON_FIELDS and value is not None:
-            value = json.dumps(value)
+            value = json.dumps(_JSON_FIELDS[key][0](value))
         elif isinstance(value, JobState):
             value = value.value
         row[key] = value
@@ -338,10 +357,12 @@ def _to_row(values: dict[str, Any] | JobRecord) -> dict[str, Any]:
 def _from_row(row: dict[str, Any]) -> JobRecord:
     row = {k: v for k, v in row.items() if v is not None or k not in _DEFAULTS}
     row = {**_DEFAULTS, **row}
-    for key in _JSON_FIELDS:
+    # A store made by an older version may lack the decoding and results of old jobs.
+    row["decoding"] = row.get("decoding") or "{}"
+    row["results"] = row.get("results") or "{}"
+    for key, (_, read) in _JSON_FIELDS.items():
         if row[key] is not None:
-            row[key] = json.loads(row[key])
-    row["results"] = row["results"] or {}
+            row[key] = read(json.loads(row[key]))
     row["state"] = JobState(row["state"])
     row["cancel_requested"] = bool(row["cancel_requested"])
     row["decoded_all"] = bool(row["decoded_all"])

@@ -252,7 +252,7 @@ def _background(width: int, height: int, rng: np.random.Generator) -> np.ndarray
 
 def _upsample(coarse: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear upsampling of a small (h, w, C) array to (height, width, C)."""
-    def weights(n_in: int, n_out: int):
+    def weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
         position = np.linspace(0, n_in - 1, n_out)
         low = np.minimum(position.astype(int), n_in - 2)
         return low, position - low

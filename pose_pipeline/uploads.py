@@ -10,9 +10,10 @@ a part or body that holds a path or URL instead of a file is refused.
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, BinaryIO
 
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
@@ -35,8 +36,8 @@ class Upload:
 async def receive(body: AsyncIterator[bytes], content_type: str, dest: Path, max_bytes: int,
                   filename: str = "") -> Upload:
     """Write the upload to ``dest``; on any error ``dest`` is removed and the error raised."""
-    media_type, params = parse_options_header(content_type or "")
-    media_type = media_type.decode().lower()
+    raw_type, params = parse_options_header(content_type or "")
+    media_type = raw_type.decode().lower()
     try:
         if media_type == "multipart/form-data":
             if b"boundary" not in params:
@@ -78,7 +79,7 @@ class _MultipartSink:
 
     def __init__(self, dest: Path, max_bytes: int) -> None:
         self.dest, self.max_bytes = dest, max_bytes
-        self.out = None
+        self.out: BinaryIO | None = None
         self.size = 0
         self.filename: str | None = None
         self.fields: dict[str, str] = {}
@@ -119,7 +120,7 @@ class _MultipartSink:
             raise InvalidRequest("a multipart part has no name")
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._in_file:
+        if self._in_file and self.out is not None:
             self.size += end - start
             if self.size > self.max_bytes:
                 raise too_large(self.max_bytes)
@@ -144,7 +145,7 @@ class _MultipartSink:
 
 async def _receive_multipart(body: AsyncIterator[bytes], boundary: bytes, dest: Path, max_bytes: int) -> Upload:
     sink = _MultipartSink(dest, max_bytes)
-    callbacks = {name: getattr(sink, name) for name in dir(sink) if name.startswith("on_")}
+    callbacks: Any = {name: getattr(sink, name) for name in dir(sink) if name.startswith("on_")}
     parser = MultipartParser(boundary, callbacks)
     try:
         async for piece in body:

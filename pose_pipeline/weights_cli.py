@@ -16,8 +16,9 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from .engines.phalp.options import PhalpOptions
 from .engines.phalp.weights import RequiredFile, WeightPaths
@@ -26,7 +27,7 @@ from .errors import EngineUnavailable
 Opener = Callable[[str], Any]  # url -> file-like response (urllib.request.urlopen)
 
 
-def add_weights_commands(subparsers) -> None:
+def add_weights_commands(subparsers: Any) -> None:
     """Add ``weights check`` and ``weights fetch`` to an argparse subparsers object."""
     weights = subparsers.add_parser("weights", help="check or fetch the phalp engine's weight files")
     commands = weights.add_subparsers(dest="weights_command", required=True)

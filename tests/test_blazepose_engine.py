@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import media
 from pose_pipeline.clips import BIKES, CARPHONE, clip
 from pose_pipeline.engines.base import VideoSpec
 from pose_pipeline.engines.blazepose import BlazePoseEngine
@@ -34,7 +33,10 @@ from pose_pipeline.engines.blazepose.models import DETECTOR, LANDMARKS, MODELS, 
 from pose_pipeline.engines.registry import EngineRegistry
 from pose_pipeline.errors import EngineUnavailable, InternalError, InvalidOption
 from pose_pipeline.video import ChunkDecoder, DecodeOptions, probe
-from test_motion_engine import collect
+
+# Real clips through two TFLite models: seconds per test, and the model files come from a
+# wheel on the package index.
+pytestmark = pytest.mark.slow
 
 DATA = Path(__file__).parent / "data"
 VISIBLE = 0.5
@@ -65,14 +67,14 @@ def bikes() -> Path:
 
 
 @pytest.fixture(scope="module")
-def two_men(carphone, tmp_path_factory) -> Path:
+def two_men(media, carphone, tmp_path_factory) -> Path:
     """Carphone's man twice, side by side, the right one mirrored: 40 frames, 352x144."""
     frames = media.read_frames(carphone, limit=40)
     return media.montage(tmp_path_factory.mktemp("montage") / "two.mp4", [frames, frames],
                          [(0, 0, 176, 144), (176, 0, 176, 144)], (352, 144), mirror=[False, True])
 
 
-def run(engine, path: Path, chunk_frames: int | None = None) -> list[dict]:
+def run(contract, engine, path: Path, chunk_frames: int | None = None) -> list[dict]:
     """Per frame: track id -> Person, corrections applied."""
     info = probe(path)
     width, height = info.display_size
@@ -81,7 +83,7 @@ def run(engine, path: Path, chunk_frames: int | None = None) -> list[dict]:
     with ChunkDecoder(path, info, DecodeOptions(chunk_bytes=chunk_bytes, max_side=None)) as decoder:
         outputs = [session.process(chunk) for chunk in decoder]
     session.close()
-    return collect(outputs, engine.holdback_frames)
+    return contract.collect(outputs, engine.holdback_frames)
 
 
 def exact(frames: list[dict]) -> list:
@@ -92,8 +94,8 @@ def exact(frames: list[dict]) -> list:
 
 
 @pytest.fixture(scope="module")
-def carphone_run(engine, carphone) -> list[dict]:
-    return run(engine, carphone)
+def carphone_run(contract, engine, carphone) -> list[dict]:
+    return run(contract, engine, carphone)
 
 
 # --- real people --------------------------------------------------------------------------------
@@ -136,8 +138,8 @@ def test_landmarks_agree_with_googles_own_pipeline(carphone_run):
     assert np.median(world) < 0.025 and np.percentile(world, 95) < 0.06  # metres
 
 
-def test_bikes_finds_the_two_people_and_nobody_in_the_empty_frames(engine, bikes):
-    frames = run(engine, bikes)
+def test_bikes_finds_the_two_people_and_nobody_in_the_empty_frames(contract, engine, bikes):
+    frames = run(contract, engine, bikes)
     assert len(frames) == 250
     skeletons = [[p for p in people.values() if p.joints_2d is not None] for people in frames]
     # nobody: the opening wall and cars, and the streets, railings and parked bicycles after the pan
@@ -155,10 +157,10 @@ def test_bikes_finds_the_two_people_and_nobody_in_the_empty_frames(engine, bikes
         assert person.bbox[0] > 260 and person.bbox[1] < 60 and person.bbox[3] - person.bbox[1] > 140
 
 
-def test_two_people_side_by_side_keep_their_own_ids(engine, two_men):
+def test_two_people_side_by_side_keep_their_own_ids(contract, engine, two_men):
     """The detector finds the mirrored man from frame 5 (its next run once someone is
     followed); from then on both are followed in every frame, each with an id of his own."""
-    frames = run(engine, two_men)
+    frames = run(contract, engine, two_men)
     assert all(len(people) == 2 for people in frames[5:])
     left = {tid for people in frames for tid, p in people.items() if p.bbox[2] <= 176 + 8}
     right = {tid for people in frames for tid, p in people.items() if p.bbox[0] >= 176 - 8}
@@ -166,13 +168,13 @@ def test_two_people_side_by_side_keep_their_own_ids(engine, two_men):
     assert all(p.detected for people in frames[5:] for p in people.values())
 
 
-def test_tiles_find_a_person_too_small_for_the_whole_frame(models_dir, carphone, tmp_path):
+def test_tiles_find_a_person_too_small_for_the_whole_frame(media, contract, models_dir, carphone, tmp_path):
     """Carphone's man at a quarter size in a 1280x720 frame: the detector sees the whole
     frame at 224 px and misses him; 3x3 tiles (each seen at 2.4x that scale) find him."""
     frames = media.read_frames(carphone, limit=12)
     small = media.montage(tmp_path / "small.mp4", [frames], [(700, 400, 88, 72)], (1280, 720))
-    plain = run(BlazePoseEngine(models_dir=str(models_dir)), small)
-    tiled = run(BlazePoseEngine(models_dir=str(models_dir), tiles=3), small)
+    plain = run(contract, BlazePoseEngine(models_dir=str(models_dir)), small)
+    tiled = run(contract, BlazePoseEngine(models_dir=str(models_dir), tiles=3), small)
     assert not any(plain)
     found = [p for people in tiled for p in people.values() if p.detected]
     assert len(found) >= 8
@@ -198,11 +200,11 @@ def test_engine_says_what_it_is(engine):
 # --- the engine contract ------------------------------------------------------------------------
 
 
-def test_result_does_not_depend_on_the_chunk_size(engine, two_men):
-    reference = exact(run(engine, two_men))
+def test_result_does_not_depend_on_the_chunk_size(contract, engine, two_men):
+    reference = exact(run(contract, engine, two_men))
     assert sum(len(people) for people in reference) > 60
     for chunk_frames in (1, 7):
-        assert exact(run(engine, two_men, chunk_frames)) == reference
+        assert exact(run(contract, engine, two_men, chunk_frames)) == reference
 
 
 _RESUME_SCRIPT = textwrap.dedent("""
@@ -221,7 +223,7 @@ _RESUME_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_export_after_chunk_k_and_resume_in_a_new_process(engine, models_dir, two_men):
+def test_export_after_chunk_k_and_resume_in_a_new_process(contract, engine, models_dir, two_men):
     """After frames where tracks are tentative (held-back hits, a detection frame next),
     where the second man has just been found, and later, the state restored in another
     process continues exactly."""
@@ -237,9 +239,9 @@ def test_export_after_chunk_k_and_resume_in_a_new_process(engine, models_dir, tw
     child = subprocess.run([sys.executable, "-c", _RESUME_SCRIPT], capture_output=True, check=True, timeout=300,
                            input=pickle.dumps((str(two_men), str(models_dir), 16 * frame_bytes,
                                                [job[1:] for job in jobs])))
-    reference = exact(collect(outputs, engine.holdback_frames))
+    reference = exact(contract.collect(outputs, engine.holdback_frames))
     for (k, _, _), rest in zip(jobs, pickle.loads(child.stdout)):
-        assert exact(collect(outputs[:k + 1] + rest, engine.holdback_frames)) == reference
+        assert exact(contract.collect(outputs[:k + 1] + rest, engine.holdback_frames)) == reference
 
 
 def test_state_is_deterministic_refuses_damage_and_other_models(engine, models_dir, two_men, tmp_path):

@@ -13,7 +13,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import load_json
 from pose_pipeline.config import Settings
 from pose_pipeline.errors import InvalidOption
 from pose_pipeline.pipeline import JobOptions
@@ -33,7 +32,7 @@ def cli(*args: str | Path, env: dict[str, str] | None = None, code: int = 0) -> 
 
 
 @pytest.fixture(scope="module")
-def video(tmp_path_factory) -> Path:
+def video(demo, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cli") / "demo.mp4"
     done = cli("demo-video", path, "--seconds", SECONDS, "--size", f"{WIDTH}x{HEIGHT}", "--fps", FPS)
     assert path.stat().st_size > 0 and "demo.mp4" in done.stderr
@@ -47,7 +46,7 @@ def test_probe_prints_the_video_as_json(video):
     assert (info["fps"], info["frame_count"], info["duration_s"]) == (FPS, SECONDS * FPS, SECONDS)
 
 
-def test_track_to_json(video, tmp_path):
+def test_track_to_json(demo, video, tmp_path):
     out = tmp_path / "results" / "walk.json"
     done = cli("track", video, "-o", out, env={"POSE_PIPELINE_DECODE__MAX_SIDE": "200"})
     result = read_result(out)
@@ -56,7 +55,7 @@ def test_track_to_json(video, tmp_path):
     assert f"{len(result.tracks)} tracks" in done.stderr
     processing = result.header.processing
     assert (processing.max_side, processing.frame_width) == (200, 200)  # from the environment
-    assert load_json(out)["tracks"] == [t.to_dict() for t in result.tracks]
+    assert demo.load_json(out)["tracks"] == [t.to_dict() for t in result.tracks]
     assert [p.name for p in out.parent.iterdir()] == ["walk.json"]
 
 
@@ -82,6 +81,7 @@ BAD_INPUTS = {  # id: (command, file content or None for no file, extra argument
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
+@pytest.mark.slow
 def test_bad_input_gives_one_error_line_and_status_2(video, tmp_path, case):
     command, content, extra, code = BAD_INPUTS[case]
     path = video if content == "video" else tmp_path / "clip.mp4"
@@ -148,12 +148,10 @@ def test_job_options_reject_bad_values_naming_the_fields(values, fields):
 @pytest.mark.serve
 @pytest.mark.slow
 @pytest.mark.parametrize("when", ["deploying", "ready"])
-def test_serve_stops_cleanly_on_sigterm(tmp_path, when):
+def test_serve_stops_cleanly_on_sigterm(serve_tools, tmp_path, when):
     # How a container is stopped: the service must shut down as on Ctrl-C and exit 0, also while
     # the application is still being deployed (Serve's proxy answers, the app is not ready yet).
-    from serve_helpers import free_port, wait_until
-
-    port = free_port()
+    port = serve_tools.free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("POSE_PIPELINE_")}
     server = subprocess.Popen([sys.executable, "-m", "pose_pipeline.cli", "serve", "--port", str(port)],
                               env={**clean, "POSE_PIPELINE_STORE__ROOT": str(tmp_path / "store")},
@@ -165,7 +163,7 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path, when):
             except httpx.HTTPError:
                 return False
             return when == "deploying" or status == 200
-        wait_until(reached, 180, 0.2, f"the service {when}")
+        serve_tools.wait_until(reached, 180, 0.2, f"the service {when}")
         server.terminate()
         _, stderr = server.communicate(timeout=120)
     finally:

@@ -96,7 +96,8 @@ def declared_metrics(source: str) -> dict[str, str]:
     """Names passed to Counter/Gauge/Histogram in deployments/metrics.py, read with ast."""
     found: dict[str, str] = {}
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("Counter", "Gauge", "Histogram"):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id in ("Counter", "Gauge", "Histogram"):
             name = node.args[0] if node.args else next(k.value for k in node.keywords if k.arg == "name")
             assert isinstance(name, ast.Constant) and isinstance(name.value, str), ast.dump(node)
             found[name.value] = node.func.id
@@ -216,7 +217,8 @@ def test_store_root_is_the_shared_volume_on_every_pod():
     cluster = rayservice()["spec"]["rayClusterConfig"]
     for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
         pod = group["template"]["spec"]
-        claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+        claims = {v["name"]: v["persistentVolumeClaim"]["claimName"]
+                  for v in pod["volumes"] if "persistentVolumeClaim" in v}
         mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
         assert claims.get(mounts.get(root)) == pvc["metadata"]["name"], group.get("groupName", "head")
 
@@ -400,7 +402,8 @@ def test_alert_rules_are_well_formed():
             assert re.fullmatch(r"\d+[smh]", rule["for"])
     # The topics the operators asked for are all covered.
     text = " ".join(r["expr"] for r in rules)
-    for metric in ("ray_pose_jobs_finished_total", "ray_pose_oom_events_total", "ray_memory_manager_worker_eviction_total",
+    for metric in ("ray_pose_jobs_finished_total", "ray_pose_oom_events_total",
+                   "ray_memory_manager_worker_eviction_total",
                    "ray_serve_deployment_replica_starts_total", "ray_pose_frames_processed_total",
                    "ray_pose_gpu_memory_peak_bytes"):
         assert metric in text, metric
@@ -483,7 +486,8 @@ def test_dashboard_panels_do_not_overlap():
 
 def test_dashboard_covers_the_requested_topics():
     exprs = " ".join(e for _, e in dashboard_targets())
-    assert "histogram_quantile(0.5" in exprs and "histogram_quantile(0.95" in exprs and "histogram_quantile(0.99" in exprs
+    assert "histogram_quantile(0.5" in exprs and "histogram_quantile(0.95" in exprs \
+        and "histogram_quantile(0.99" in exprs
     for metric in ("ray_pose_frames_processed_total", "ray_pose_jobs_finished_total", "ray_pose_jobs",
                    "ray_serve_deployment_queued_queries", "ray_pose_gpu_memory_allocated_bytes",
                    "ray_serve_deployment_replica_starts_total", "ray_pose_oom_events_total",

@@ -9,42 +9,49 @@ Every successful job is compared with ``pipeline.track_file`` on the same video 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import time
-from dataclasses import asdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import demo_video, load_json, reference_result, small_settings
-from pose_pipeline.config import FaultSpec, JobSettings
+from pose_pipeline.chunks import ChunkReceipt, ChunkTask, DecodedChunk
+from pose_pipeline.config import JobSettings, Settings
+from pose_pipeline.engines.faults import FaultInjector, FaultSpec, FaultyEngine
 from pose_pipeline.engines.motion import MotionEngine
-from pose_pipeline.errors import (CorruptVideo, GpuOutOfMemory, HostOutOfMemory, JobNotFound, Overloaded,
-                                  PipelineError, WorkerDied)
-from pose_pipeline.faults import FaultInjector
-from pose_pipeline.jobs import ChunkReceipt, ChunkTask, JobRunner
+from pose_pipeline.engines.registry import EngineRegistry
+from pose_pipeline.errors import (CorruptVideo, GpuOutOfMemory, HostOutOfMemory, InvalidOption, JobNotFound,
+                                  Overloaded, PipelineError, WorkerDied)
+from pose_pipeline.jobs import JobRunner
 from pose_pipeline.memguard import MemoryGuard
 from pose_pipeline.pipeline import JobOptions, decode_options, expected_frames, video_spec
-from pose_pipeline.stages import AggregationStage, DecodedChunk, DecodeStage, LocalStages, TrackingStage
+from pose_pipeline.stages import AggregationStage, DecodeStage, LocalStages, TrackingStage
 from pose_pipeline.store import JobRecord, JobState, LocalJobStore, new_job_id
-from pose_pipeline.video import ChunkDecoder, probe
+from pose_pipeline.video import ChunkDecoder, DecodeCursor, probe
 
-SETTINGS = small_settings()
 OPTIONS = JobOptions(formats=("json",))
-CHUNKS = 6  # the 2 s demo video at 30 fps in chunks of CHUNK_FRAMES
+CHUNKS = 6  # the 2 s demo video at 30 fps in chunks of demo.CHUNK_FRAMES
 MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def video(tmp_path_factory) -> Path:
-    return demo_video(tmp_path_factory.mktemp("video") / "walk.mp4")
+def video(demo, tmp_path_factory) -> Path:
+    return demo.demo_video(tmp_path_factory.mktemp("video") / "walk.mp4")
 
 
 @pytest.fixture(scope="module")
-def reference(video, tmp_path_factory) -> dict:
+def reference(demo, settings, video, tmp_path_factory) -> dict:
     """The offline pipeline's JSON result for the video, as a document."""
-    return load_json(reference_result(video, tmp_path_factory.mktemp("reference"), SETTINGS, OPTIONS))
+    return demo.load_json(demo.reference_result(video, tmp_path_factory.mktemp("reference"), settings, OPTIONS))
+
+
+@pytest.fixture(scope="module")
+def settings(demo) -> Settings:
+    """Chunks of ``demo.CHUNK_FRAMES`` frames of the demo video, the motion engine."""
+    return demo.small_settings()
 
 
 @pytest.fixture
@@ -55,24 +62,28 @@ def store(tmp_path) -> LocalJobStore:
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def new_job(store: LocalJobStore, video: Path, options: JobOptions = OPTIONS) -> JobRecord:
-    """A queued job for a copy of ``video``, created as the ingress creates one."""
-    upload = store.new_upload_path()
-    shutil.copyfile(video, upload)
-    probed = probe(upload, SETTINGS.limits)
-    decoding = decode_options(SETTINGS, options)
-    now = time.time()
-    record = JobRecord(id=new_job_id(), state=JobState.queued, created_at=now, updated_at=now,
-                       filename=video.name, options=options.model_dump(mode="json"), video=probed.to_dict(),
-                       frames_total=expected_frames(probed, decoding), engine="motion",
-                       decoding=asdict(decoding))
-    return store.create(record, upload)
+@pytest.fixture
+def new_job(settings) -> Callable[..., JobRecord]:
+    """``new_job(store, video, options=OPTIONS)``: a queued job for a copy of ``video``,
+    created as the job service creates one."""
+    def create(store: LocalJobStore, video: Path, options: JobOptions = OPTIONS) -> JobRecord:
+        upload = store.new_upload_path()
+        shutil.copyfile(video, upload)
+        probed = probe(upload, settings.limits)
+        decoding = decode_options(settings, options)
+        now = time.time()
+        record = JobRecord(id=new_job_id(), state=JobState.queued, created_at=now, updated_at=now,
+                           filename=video.name, options=options, video=probed,
+                           frames_total=expected_frames(probed, decoding), engine="motion", decoding=decoding)
+        return store.create(record, upload)
+    return create
 
 
 def local_stages(store: LocalJobStore, faults: FaultInjector | None = None) -> LocalStages:
-    """The three real stages in this process, as a fresh replica would have them."""
-    return LocalStages(DecodeStage(store), TrackingStage(MotionEngine(), store, faults=faults),
-                       AggregationStage(store))
+    """The three real stages in this process, as a fresh replica would have them (with the
+    motion engine, or with it wrapped in ``faults``)."""
+    engine = MotionEngine() if faults is None else FaultyEngine(MotionEngine(), faults)
+    return LocalStages(DecodeStage(store), TrackingStage(engine, store), AggregationStage(store))
 
 
 class ScriptedStages:
@@ -133,7 +144,7 @@ def assert_succeeded_with(store: LocalJobStore, record: JobRecord, reference: di
     assert (record.state, record.error) == (JobState.succeeded, None)
     assert (record.chunks_done, record.frames_done, record.decoded_all) == (CHUNKS, 60, True)
     path = store.result_path(record.id, "json")
-    assert load_json(path) == reference
+    assert json.loads(path.read_text()) == reference
     assert record.results == {"json": path.stat().st_size}
     job_dir = store.result_dir(record.id)
     assert sorted(p.name for p in job_dir.iterdir()) == ["result.json"]  # work files discarded
@@ -149,7 +160,7 @@ def assert_failed(store: LocalJobStore, record: JobRecord, code: str, **details)
 # --- store -------------------------------------------------------------------------------------
 
 
-def test_store_create_get_update(store, video):
+def test_store_create_get_update(new_job, store, video):
     record = new_job(store, video)
     assert store.get(record.id) == record
     assert list(store.spool.iterdir()) == []  # the upload was moved into the job's folder
@@ -172,24 +183,24 @@ def test_store_refuses_ids_that_are_not_alphanumeric(store, job_id):
         store.result_path(job_id, "json")
 
 
-def test_commit_chunk_is_idempotent_and_keeps_the_checkpoint_a_retry_needs(store, video):
+def test_commit_chunk_is_idempotent_and_keeps_the_checkpoint_a_retry_needs(new_job, store, video):
     job = new_job(store, video).id
-    cursor = {"next_chunk": 1}
+    cursor = DecodeCursor(next_chunk=1)
     first = store.commit_chunk(job, 0, b"out-0", b"state-1", cursor, frames=10, is_last=False)
     again = store.commit_chunk(job, 0, b"out-0", b"state-1", cursor, frames=10, is_last=False)
     assert (first.chunks_done, first.frames_done, first.cursor) == (1, 10, cursor)
     assert (again.chunks_done, again.frames_done) == (1, 10)
     assert store.load_state(job, 0) is None and store.load_state(job, 1) == b"state-1"
-    done = store.commit_chunk(job, 1, b"out-1", b"state-2", {"next_chunk": 2}, frames=5, is_last=True)
+    done = store.commit_chunk(job, 1, b"out-1", b"state-2", DecodeCursor(next_chunk=2), frames=5, is_last=True)
     assert (done.chunks_done, done.frames_done, done.decoded_all) == (2, 15, True)
     assert list(store.chunk_outputs(job)) == [b"out-0", b"out-1"]
     assert store.load_state(job, 2) == b"state-2"
     # Chunk 1 retried after its reply was lost: it starts again from state 1.
     assert store.load_state(job, 1) == b"state-1"
-    assert store.commit_chunk(job, 1, b"out-1", b"state-2", {"next_chunk": 2}, 5, True).frames_done == 15
+    assert store.commit_chunk(job, 1, b"out-1", b"state-2", DecodeCursor(next_chunk=2), 5, True).frames_done == 15
 
 
-def test_claim_steal_and_orphans(store, video):
+def test_claim_steal_and_orphans(new_job, store, video):
     job = new_job(store, video).id
     assert store.claim(job, "a", 30)
     assert store.claim(job, "a", 30)  # renewal
@@ -206,10 +217,10 @@ def test_claim_steal_and_orphans(store, video):
     assert not store.claim(job, "b", 30)  # finished jobs are nobody's
 
 
-def test_discard_work_files_and_expire(store, video):
+def test_discard_work_files_and_expire(new_job, store, video):
     kept, gone = new_job(store, video).id, new_job(store, video).id
     for job in (kept, gone):
-        store.commit_chunk(job, 0, b"out", b"state", {}, 10, False)
+        store.commit_chunk(job, 0, b"out", b"state", DecodeCursor(), 10, False)
         store.result_path(job, "json").write_text("{}")
         store.result_path(job, "npz").with_suffix(".npz.partial").write_bytes(b"half")
     store.discard_work_files(kept)
@@ -230,7 +241,7 @@ def test_discard_work_files_and_expire(store, video):
 # --- runner ------------------------------------------------------------------------------------
 
 
-def test_job_result_equals_the_offline_pipeline(store, video, reference):
+def test_job_result_equals_the_offline_pipeline(new_job, store, video, reference):
     stages = ScriptedStages(local_stages(store))
     record = run_job(store, stages, new_job(store, video))
     assert_succeeded_with(store, record, reference)
@@ -238,7 +249,7 @@ def test_job_result_equals_the_offline_pipeline(store, video, reference):
     assert record.started_at <= record.finished_at < record.expires_at and record.owner is None
 
 
-def test_the_next_chunk_is_decoded_while_this_one_is_tracked(store, video, reference):
+def test_the_next_chunk_is_decoded_while_this_one_is_tracked(new_job, store, video, reference):
     stages = ScriptedStages(local_stages(store))
     assert_succeeded_with(store, run_job(store, stages, new_job(store, video)), reference)
     events = stages.events
@@ -251,14 +262,14 @@ def test_the_next_chunk_is_decoded_while_this_one_is_tracked(store, video, refer
             assert events.index(("committed", i)) < events.index(("decode", i + 2))
 
 
-def test_without_decode_ahead_the_stages_run_one_after_the_other(store, video, reference):
+def test_without_decode_ahead_the_stages_run_one_after_the_other(new_job, store, video, reference):
     stages = ScriptedStages(local_stages(store))
     assert_succeeded_with(store, run_job(store, stages, new_job(store, video), decode_ahead=False), reference)
     assert stages.events == [(kind, i) for i in range(CHUNKS) for kind in ("decode", "track", "committed")]
 
 
 @pytest.mark.parametrize("error, expected", [(CorruptVideo, "corrupt_video"), (WorkerDied, None)])
-def test_a_failed_decode_ahead_counts_against_its_own_chunk(store, video, reference, error, expected):
+def test_a_failed_decode_ahead_counts_against_its_own_chunk(new_job, store, video, reference, error, expected):
     stages = ScriptedStages(local_stages(store), at=3, error=error, times=1, in_decode=True)
     record = run_job(store, stages, new_job(store, video), max_chunk_retries=2)
     if expected is None:  # retried: the same result as without the failure
@@ -270,7 +281,8 @@ def test_a_failed_decode_ahead_counts_against_its_own_chunk(store, video, refere
 
 
 @pytest.mark.parametrize("after_commit", [False, True], ids=["before-commit", "reply-lost"])
-def test_retryable_failures_within_the_budget_give_the_same_result(store, video, reference, after_commit):
+@pytest.mark.slow
+def test_retryable_failures_within_the_budget_give_the_same_result(new_job, store, video, reference, after_commit):
     stages = ScriptedStages(local_stages(store), at=2, error=WorkerDied, times=2, after_commit=after_commit)
     record = run_job(store, stages, new_job(store, video), max_chunk_retries=2)
     assert_succeeded_with(store, record, reference)
@@ -278,21 +290,22 @@ def test_retryable_failures_within_the_budget_give_the_same_result(store, video,
     assert record.retries == 2
 
 
-def test_retryable_failures_past_the_budget_fail_the_job(store, video):
+@pytest.mark.slow
+def test_retryable_failures_past_the_budget_fail_the_job(new_job, store, video):
     stages = ScriptedStages(local_stages(store), at=2, error=WorkerDied, times=3)
     record = run_job(store, stages, new_job(store, video), max_chunk_retries=2)
     assert_failed(store, record, "worker_died", chunk=2, attempts=3)
     assert stages.calls == [0, 1, 2, 2, 2]
 
 
-def test_a_non_retryable_error_fails_at_once(store, video):
+def test_a_non_retryable_error_fails_at_once(new_job, store, video):
     stages = ScriptedStages(local_stages(store), at=1, error=CorruptVideo, times=1)
     record = run_job(store, stages, new_job(store, video), max_chunk_retries=2)
     assert_failed(store, record, "corrupt_video", chunk=1, attempts=1)
     assert stages.calls == [0, 1]
 
 
-def test_a_chunk_past_its_deadline_fails_with_timeout_after_retries(store, video):
+def test_a_chunk_past_its_deadline_fails_with_timeout_after_retries(new_job, store, video):
     # Chunk 0 hangs: no real work has to beat the short deadline, however busy the machine.
     stages = ScriptedStages(local_stages(store), at=0, sleep_s=30.0)
     started = time.monotonic()
@@ -302,7 +315,7 @@ def test_a_chunk_past_its_deadline_fails_with_timeout_after_retries(store, video
     assert stages.calls == [0, 0]
 
 
-def test_cancel_ends_a_running_job_and_removes_its_files(store, video):
+def test_cancel_ends_a_running_job_and_removes_its_files(new_job, store, video):
     stages = ScriptedStages(local_stages(store), at=2, sleep_s=30.0)
     record = new_job(store, video)
 
@@ -319,7 +332,7 @@ def test_cancel_ends_a_running_job_and_removes_its_files(store, video):
     assert stages.calls == [0, 1, 2]
 
 
-def test_admission_refuses_past_running_plus_queued(store, video):
+def test_admission_refuses_past_running_plus_queued(new_job, store, video):
     async def main() -> None:
         stages = ScriptedStages(local_stages(store), at=0, sleep_s=30.0)
         runner = JobRunner(store, stages, job_settings(max_running=1, max_queued=1), owner="runner-test")
@@ -336,7 +349,8 @@ def test_admission_refuses_past_running_plus_queued(store, video):
     asyncio.run(main())
 
 
-def test_a_job_left_by_a_dead_runner_is_adopted_and_resumed(store, video, reference):
+@pytest.mark.slow
+def test_a_job_left_by_a_dead_runner_is_adopted_and_resumed(new_job, store, video, reference):
     record = new_job(store, video)
     settings = job_settings(lease_s=0.5)
 
@@ -386,7 +400,8 @@ def run_with_dying_runners(store: LocalJobStore, record: JobRecord, settings: Jo
 
 
 @pytest.mark.parametrize("known_cause", [False, True], ids=["cause-unknown", "killed-for-memory"])
-def test_attempts_by_runners_that_died_count_against_the_retry_budget(store, video, known_cause):
+@pytest.mark.slow
+def test_attempts_by_runners_that_died_count_against_the_retry_budget(new_job, store, video, known_cause):
     # The runner that adopts the job after the last attempt gives up, with the cause of its
     # predecessor's death when that is known.
     settings = job_settings(lease_s=0.5)
@@ -406,7 +421,8 @@ def test_attempts_by_runners_that_died_count_against_the_retry_budget(store, vid
 
 
 @pytest.mark.parametrize("known_cause", [False, True], ids=["cause-unknown", "killed-for-memory"])
-def test_a_worker_death_after_runners_died_for_memory_reports_the_memory(store, video, known_cause):
+@pytest.mark.slow
+def test_a_worker_death_after_runners_died_for_memory_reports_the_memory(new_job, store, video, known_cause):
     # Two runners die; the heir's attempt, the last one, fails with worker_died (under node
     # memory pressure the workers die, or lose the objects they held): when the earlier
     # runners were killed for memory, that is what the job reports.
@@ -434,15 +450,15 @@ def test_fault_injector_fires_the_configured_number_of_times_across_replicas(tmp
     assert first.take("a.mp4", 3) is None
 
 
-def test_gpu_oom_with_room_to_halve_gives_the_unfaulted_result(store, video, reference, tmp_path):
+def test_gpu_oom_with_room_to_halve_gives_the_unfaulted_result(new_job, store, video, reference, tmp_path):
     faults = FaultInjector((FaultSpec(kind="gpu_oom", chunk=1, above_batch=2, times=5),), tmp_path / "faults")
     record = run_job(store, local_stages(store, faults), new_job(store, video))
     assert_succeeded_with(store, record, reference)
     assert len(list((tmp_path / "faults").iterdir())) == 1  # fired once: at chunk 1 of this job
 
 
-def test_gpu_oom_at_a_single_frame_raises(video):
-    decoding = decode_options(SETTINGS, OPTIONS)
+def test_gpu_oom_at_a_single_frame_raises(settings, video):
+    decoding = decode_options(settings, OPTIONS)
     probed = probe(video)
     session = MotionEngine().open(video_spec(probed, decoding))
     with ChunkDecoder(video, probed, decoding) as decoder:
@@ -451,6 +467,31 @@ def test_gpu_oom_at_a_single_frame_raises(video):
         FaultInjector.process(FaultSpec(kind="gpu_oom", above_batch=0), session, chunk)
     assert info.value.details["batch_size"] == 1
     assert info.value.status == 503 and not info.value.retryable
+
+
+def test_the_fault_engine_comes_from_configuration_and_keeps_its_aim_across_a_restore(settings, video, tmp_path):
+    # engine: faults wraps motion; a session restored from its state (a replacement replica)
+    # still knows the upload's name, so a fault aimed at chunk 1 of that upload fires there.
+    engine = EngineRegistry().create("faults", {
+        "engine": "motion", "state_dir": str(tmp_path / "faults"),
+        "faults": [{"kind": "raise", "chunk": 1, "filename": "aimed.mp4"}]})
+    assert engine.info == MotionEngine().info and engine.holdback_frames == MotionEngine().holdback_frames
+    decoding = decode_options(settings, OPTIONS)
+    probed = probe(video)
+    with ChunkDecoder(video, probed, decoding) as decoder:
+        first, second = decoder.next_chunk(), decoder.next_chunk()
+    for name, fires in (("other.mp4", False), ("aimed.mp4", True)):
+        session = engine.open(video_spec(probed, decoding, name))
+        unfaulted = MotionEngine().open(video_spec(probed, decoding, name))
+        assert session.process(first).frames[0].people == unfaulted.process(first).frames[0].people
+        restored = engine.restore(session.export_state())
+        if fires:
+            with pytest.raises(RuntimeError, match="injected fault"):
+                restored.process(second)
+        else:
+            assert len(restored.process(second).frames) == len(second)
+    with pytest.raises(InvalidOption, match="fault injection"):
+        EngineRegistry().create("faults", {"engine": "motion", "state_dir": str(tmp_path), "faults": [{"kind": "x"}]})
 
 
 def hoard_memory(step: int = 64 * MiB, give_up: int = 3 * 1024 * MiB) -> None:
@@ -462,6 +503,7 @@ def hoard_memory(step: int = 64 * MiB, give_up: int = 3 * 1024 * MiB) -> None:
     raise AssertionError("the memory guard did not stop the allocation")
 
 
+@pytest.mark.slow
 def test_memory_guard_stops_a_runaway_chunk_and_its_memory_is_released():
     base = MemoryGuard(None).rss()
     guard = MemoryGuard(base + 384 * MiB, interval_s=0.01)

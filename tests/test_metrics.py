@@ -18,7 +18,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pose_pipeline import synthetic
-from serve_helpers import ServeCluster, job_store, submit, wait_job, wait_until
 
 pytestmark = [pytest.mark.serve, pytest.mark.slow]
 
@@ -47,37 +46,35 @@ def video(tmp_module, scene) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_module):
+def cluster(serve_cluster, tmp_module):
     settings = {
         "decode": {"chunk_bytes": SIZE[0] * SIZE[1] * 3 * CHUNK_FRAMES, "max_side": None},
         "jobs": {"lease_s": 5},
-        "tracking": {"faults": FAULTS},
+        "engine": {"name": "faults", "options": {"engine": "motion", "faults": FAULTS,
+                                                 "state_dir": str(tmp_module / "faults")}},
         "store": {"root": str(tmp_module / "store")},
     }
     tracking = {"num_replicas": 2, "ray_actor_options": {"num_cpus": 0.05, "num_gpus": 0.5}}
-    cluster = ServeCluster(num_gpus=1).start()
-    try:
-        cluster.deploy("pose", settings, {"Tracking": tracking})
-        cluster.store = tmp_module / "store"
-        yield cluster
-    finally:
-        cluster.stop()
+    cluster = serve_cluster(num_gpus=1)
+    cluster.deploy("pose", settings, {"Tracking": tracking})
+    cluster.store = tmp_module / "store"
+    return cluster
 
 
 @pytest.fixture(scope="module")
-def jobs(cluster, video):
+def jobs(serve_tools, cluster, video):
     """Runs the jobs; returns what they did, from their status and the uploads."""
     with httpx.Client(base_url=cluster.url(), timeout=120) as http:
-        wait_until(lambda: _ready(http), 120, 1, "the application to be ready")
+        serve_tools.wait_until(lambda: _ready(http), 120, 1, "the application to be ready")
         uploaded = 0
         bad = b"this is not a video" * 100
         refused = http.post("/v1/jobs", params={"filename": "bad.mp4"}, content=bad,
                             headers={"Content-Type": "video/mp4"})
         assert 400 <= refused.status_code < 500, refused.text
         uploaded += len(bad)  # received (and counted) before the probe refused it
-        submitted = [submit(http, video, name=name) for name in ("ok-1.mp4", "ok-2.mp4", OOM_NAME)]
+        submitted = [serve_tools.submit(http, video, name=name) for name in ("ok-1.mp4", "ok-2.mp4", OOM_NAME)]
         uploaded += 3 * video.stat().st_size
-        done = [wait_job(http, job["job_id"], timeout_s=180) for job in submitted]
+        done = [serve_tools.wait_job(http, job["job_id"], timeout_s=180) for job in submitted]
     ok, failed = done[:2], done[2]
     assert [job["state"] for job in ok] == ["succeeded", "succeeded"], ok
     assert failed["state"] == "failed" and failed["error"]["code"] == "gpu_out_of_memory", failed
@@ -103,7 +100,7 @@ def _scrape(port: int) -> list[tuple[str, dict[str, str], float]]:
 
 
 def total(samples, name: str, **labels: str) -> float:
-    return sum(v for n, l, v in samples if n == name and all(l.get(k, "") == x for k, x in labels.items()))
+    return sum(v for n, lbl, v in samples if n == name and all(lbl.get(k, "") == x for k, x in labels.items()))
 
 
 DECODE_FRAMES = ("ray_pose_frames_processed_total", ("stage", "decode"))
@@ -195,8 +192,8 @@ def test_frames_per_stage_are_summed_over_replicas(jobs, scrape, scene):
             by_replica[labels["replica"]] += value
     assert by_replica and sum(by_replica.values()) == 2 * scene.frame_count + CHUNK_FRAMES
     for name, stage in (("decode", "Decode"), ("aggregation", "Aggregation")):
-        deployments = {l["deployment"] for n, l, _ in scrape
-                       if n == "ray_pose_frames_processed_total" and l.get("stage") == name}
+        deployments = {lbl["deployment"] for n, lbl, _ in scrape
+                       if n == "ray_pose_frames_processed_total" and lbl.get("stage") == name}
         assert deployments == {stage}
 
 
@@ -213,9 +210,9 @@ def test_stage_seconds_lie_within_the_latency_buckets(scrape):
     # lies between the lower and upper bound of the bucket it fell in.
     for stage in ("decode", "tracking", "aggregation"):
         by_bound = defaultdict(float)  # summed over replicas
-        for n, l, v in scrape:
-            if n == "ray_pose_chunk_latency_seconds_bucket" and l.get("stage") == stage:
-                by_bound[float(l["le"])] += v
+        for n, lbl, v in scrape:
+            if n == "ray_pose_chunk_latency_seconds_bucket" and lbl.get("stage") == stage:
+                by_bound[float(lbl["le"])] += v
         cumulative = sorted(by_bound.items())
         low = high = 0.0
         previous_bound, previous_count = 0.0, 0.0
@@ -230,19 +227,19 @@ def test_stage_seconds_lie_within_the_latency_buckets(scrape):
 
 
 def test_jobs_gauge_is_exported(scrape):
-    jobs = {l["state"]: v for n, l, v in scrape if n == "ray_pose_jobs"}
+    jobs = {lbl["state"]: v for n, lbl, v in scrape if n == "ray_pose_jobs"}
     assert set(jobs) == {"queued", "running"} and jobs["running"] == 0
 
 
 def test_jobs_gauge_is_zero_when_idle(scrape):
-    jobs = {l["state"]: v for n, l, v in scrape if n == "ray_pose_jobs"}
+    jobs = {lbl["state"]: v for n, lbl, v in scrape if n == "ray_pose_jobs"}
     assert jobs == {"queued": 0.0, "running": 0.0}
 
 
-def test_gauges_are_exported(cluster, scrape):
+def test_gauges_are_exported(serve_tools, cluster, scrape):
     store = [v for n, _, v in scrape if n == "ray_pose_result_store_bytes"]
     assert len(store) == 1 and store[0] > 0
-    actual = job_store(cluster.store).usage_bytes()
+    actual = serve_tools.job_store(cluster.store).usage_bytes()
     assert 0.5 * actual <= store[0] <= 2 * actual, (store[0], actual)
     tracking_fps = [v for n, _, v in scrape if n == "ray_pose_tracking_fps"]
     assert tracking_fps and all(v > 0 for v in tracking_fps)
@@ -250,7 +247,7 @@ def test_gauges_are_exported(cluster, scrape):
 
 def test_every_series_has_a_replica_and_bounded_labels(jobs, scrape):
     job_ids = {job["job_id"] for job in jobs["ok"]} | {jobs["failed"]["job_id"]}
-    ours = [(n, l) for n, l, _ in scrape if n.startswith("ray_pose_")]
+    ours = [(n, lbl) for n, lbl, _ in scrape if n.startswith("ray_pose_")]
     assert ours
     allowed = {"application", "deployment", "replica", "state", "code", "stage", "kind", "le",
                "Component", "NodeAddress", "SessionName", "Version", "WorkerId"}
@@ -278,14 +275,14 @@ def _log_records(cluster, deployment: str, job_id: str) -> list[dict]:
     return sorted(records, key=lambda r: r["timestamp_ns"])  # replicas write separate files
 
 
-def test_json_logs_follow_a_job(cluster, jobs):
+def test_json_logs_follow_a_job(serve_tools, cluster, jobs):
     job = jobs["ok"][0]
 
     def states():
         found = _log_records(cluster, "Ingress", job["job_id"])
         return found if len(found) >= 3 else None
 
-    ingress = wait_until(states, 20, 0.5, "the Ingress log lines")
+    ingress = serve_tools.wait_until(states, 20, 0.5, "the Ingress log lines")
     assert [r["state"] for r in ingress] == ["queued", "running", "succeeded"], ingress
     # Serve's JSON formatter names the deployment "<app>_<deployment>" in log records.
     assert all(r["levelname"] == "INFO" and r["deployment"] == "pose_Ingress" and r["replica"] for r in ingress)

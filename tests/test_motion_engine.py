@@ -11,7 +11,7 @@ overlap as one blob, by construction); mean IoU is over all matched pairs; an id
 switch is a change of the matched track id while a figure stays in the picture; a
 transfer is a track id matched to two different figures.
 
-What the tests pin down about the design (see ``pose_pipeline/engines/motion.py``):
+What the tests pin down about the design (see ``pose_pipeline/engines/motion/``):
 - crossing people keep their ids: while their blobs are merged they coast on their
   predicted paths (reported with ``detected=False``) and are matched again afterwards;
 - the tracker has no appearance model: a figure that leaves for longer than ``max_age``
@@ -88,29 +88,13 @@ def decode_options(video_path: Path, chunk_frames: int | None) -> DecodeOptions:
     return DecodeOptions(chunk_bytes=(chunk_frames or info.frame_count + 1) * width * height * 3)
 
 
-def collect(outputs: list[ChunkOutput], holdback_frames: int) -> list[dict[int, Person]]:
-    """Per-frame people with the corrections applied, checking that each correction adds a
-    person to a frame already returned and within the hold-back window."""
-    frames: list[dict[int, Person]] = []
-    for output in outputs:
-        first = output.frames[0].index if output.frames else len(frames)
-        for frame_index, person in output.corrections:
-            assert first - holdback_frames <= frame_index < first, (frame_index, first)
-            assert person.track_id not in frames[frame_index]
-            frames[frame_index][person.track_id] = person
-        for frame in output.frames:
-            assert frame.index == len(frames)
-            frames.append({p.track_id: p for p in frame.people})
-    return frames
-
-
-def run_engine(video_path: Path, chunk_frames: int | None = 64, **options) -> Run:
+def run_engine(contract, video_path: Path, chunk_frames: int | None = 64, **options) -> Run:
     engine = MotionEngine(**options)
     info = probe(video_path)
     session = engine.open(VideoSpec(*info.display_size, info.fps))
     with ChunkDecoder(video_path, info, decode_options(video_path, chunk_frames)) as decoder:
         outputs = [session.process(chunk) for chunk in decoder]
-    return Run(outputs, collect(outputs, engine.holdback_frames))
+    return Run(outputs, contract.collect(outputs, engine.holdback_frames))
 
 
 def as_arrays(frames: list[dict[int, Person]]) -> list[tuple]:
@@ -210,8 +194,8 @@ def first_frame_video(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def crossing_run(crossing_video) -> Run:
-    return run_engine(crossing_video)
+def crossing_run(contract, crossing_video) -> Run:
+    return run_engine(contract, crossing_video)
 
 
 # --- ground truth ----------------------------------------------------------------------------
@@ -266,11 +250,11 @@ def test_ids_are_consecutive_from_one(crossing_run):
     assert sorted(seen) == list(range(1, len(seen) + 1))
 
 
-def test_people_in_the_first_frame_leave_no_lasting_ghost(first_frame_video):
+def test_people_in_the_first_frame_leave_no_lasting_ghost(contract, first_frame_video):
     """Until a person has walked clear of where they stood in the first frame, their blob
     includes that spot; then the ghost is recognised and absorbed at once, leaving no
     false track behind."""
-    frames = run_engine(first_frame_video).frames
+    frames = run_engine(contract, first_frame_video).frames
     warm_up = 40  # these people (2.1-2.7 px/frame) walk clear of their own width (62-68 px) in ~30
     metrics = evaluate(first_frame_scene(), frames, skip=warm_up)
     print(metrics)
@@ -290,7 +274,7 @@ def in_chunks(frames: np.ndarray, size: int) -> list[FrameChunk]:
             for k, start in enumerate(range(0, len(frames), size))]
 
 
-def test_a_cut_restarts_the_background_and_ends_the_tracks():
+def test_a_cut_restarts_the_background_and_ends_the_tracks(contract):
     """At frame 60 the shot changes (another background, dimmer light, the same people):
     the tracks before the cut end there, and after the people have walked clear of where
     they stood at the cut, they are tracked as well as in any other video."""
@@ -301,7 +285,7 @@ def test_a_cut_restarts_the_background_and_ends_the_tracks():
                       + [shot_2.render(i) // 2 for i in range(cut, after.frame_count)])
     engine = MotionEngine()
     session = engine.open(VideoSpec(after.width, after.height, after.fps))
-    result = collect([session.process(chunk) for chunk in in_chunks(frames, 50)], engine.holdback_frames)
+    result = contract.collect([session.process(chunk) for chunk in in_chunks(frames, 50)], engine.holdback_frames)
     ids_before = {i for people in result[:cut] for i in people}
     ids_after = {i for people in result[cut:] for i in people}
     assert ids_before and ids_after and not ids_before & ids_after
@@ -327,17 +311,18 @@ def test_engine_reports_boxes_only_and_says_what_it_is(crossing_run):
 
 
 @pytest.mark.parametrize("video", ["crossing_video", "first_frame_video"])
-def test_result_does_not_depend_on_the_chunk_size(video, request):
+@pytest.mark.slow
+def test_result_does_not_depend_on_the_chunk_size(contract, video, request):
     path = request.getfixturevalue(video)
-    reference = run_engine(path, chunk_frames=None).frames  # the whole video in one chunk
+    reference = run_engine(contract, path, chunk_frames=None).frames  # the whole video in one chunk
     for chunk_frames in (1, 7):
-        assert_same_result(run_engine(path, chunk_frames).frames, reference)
+        assert_same_result(run_engine(contract, path, chunk_frames).frames, reference)
 
 
-def test_corrections_reach_exactly_the_holdback_window(crossing_video):
+def test_corrections_reach_exactly_the_holdback_window(contract, crossing_video):
     engine = MotionEngine()
     assert engine.holdback_frames == engine.options.n_init - 1
-    run = run_engine(crossing_video, chunk_frames=1)  # collect() checks every correction's reach
+    run = run_engine(contract, crossing_video, chunk_frames=1)  # contract.collect() checks every correction's reach
     reach = [output.frames[0].index - index for output in run.outputs for index, _ in output.corrections]
     assert reach and max(reach) == engine.holdback_frames
     # back-filled people are the detections of the track before it was confirmed
@@ -370,10 +355,11 @@ def resume_points(outputs: list[ChunkOutput]) -> list[int]:
     return sorted({*spread, *held[:2], *coasting[:: max(len(coasting) // 2, 1)]})
 
 
-def test_export_after_chunk_k_and_resume_in_a_new_process(crossing_video, crossing_run):
+@pytest.mark.slow
+def test_export_after_chunk_k_and_resume_in_a_new_process(contract, crossing_video, crossing_run):
     """State exported after chunk k, restored in another Python process that decodes from
     chunk k's cursor (with another chunk size), continues exactly as the uninterrupted run."""
-    points = set(resume_points(run_engine(crossing_video, chunk_frames=1).outputs))
+    points = set(resume_points(run_engine(contract, crossing_video, chunk_frames=1).outputs))
     assert len(points) >= 6
     info = probe(crossing_video)
     engine = MotionEngine()
@@ -388,7 +374,7 @@ def test_export_after_chunk_k_and_resume_in_a_new_process(crossing_video, crossi
     child = subprocess.run([sys.executable, "-c", _RESUME_SCRIPT], capture_output=True, check=True, timeout=120,
                            input=pickle.dumps((str(crossing_video), chunk_bytes, [job[1:] for job in jobs])))
     for (k, _, _), rest in zip(jobs, pickle.loads(child.stdout)):
-        assert_same_result(collect(outputs[:k + 1] + rest, engine.holdback_frames), crossing_run.frames)
+        assert_same_result(contract.collect(outputs[:k + 1] + rest, engine.holdback_frames), crossing_run.frames)
 
 
 def test_state_is_deterministic_and_round_trips(crossing_video):

@@ -22,19 +22,16 @@ why its predecessor died from Ray's actor table: the final error is ``out_of_mem
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 import pytest
-from serve_helpers import ServeCluster, submit, wait_until
 
 from pose_pipeline import synthetic
 
@@ -73,7 +70,7 @@ def _used_fraction() -> float:
 @dataclass
 class Service:
     http: httpx.Client
-    cluster: ServeCluster
+    cluster: Any  # support.serve.ServeCluster
     threshold: float
     store: Path
     #: Every ray worker process of this cluster seen during the module, for the leak check.
@@ -103,7 +100,7 @@ def tmp_module(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_module):
+def service(serve_tools, tmp_module):
     total = psutil.virtual_memory().total
     at_start = _used_fraction()
     threshold = round(at_start + (CLUSTER_FOOTPRINT + ALLOCATION) / total, 3)
@@ -115,12 +112,14 @@ def service(tmp_module):
         "decode": {"chunk_bytes": SIZE[0] * SIZE[1] * 3 * CHUNK_FRAMES, "max_side": None},
         # A deadline long enough that the node monitor, not the chunk timeout, ends the chunk.
         "jobs": {"chunk_timeout_s": 60, "max_chunk_retries": MAX_CHUNK_RETRIES, "lease_s": 3},
-        "tracking": {"memory_limit_bytes": None, "faults": FAULTS},
+        "tracking": {"memory_limit_bytes": None},
+        "engine": {"name": "faults", "options": {"engine": "motion", "faults": FAULTS,
+                                                 "state_dir": str(tmp_module / "faults")}},
         "store": {"root": str(store)},
     }
     tracking = {"num_replicas": 1, "health_check_period_s": 1, "health_check_timeout_s": 5,
                 "ray_actor_options": {"num_cpus": 0.05, "num_gpus": 0.5}}
-    cluster = ServeCluster(num_gpus=1, env=env)
+    cluster = serve_tools.ServeCluster(num_gpus=1, env=env)
     service = None
     try:
         cluster.start()
@@ -130,7 +129,7 @@ def service(tmp_module):
         assert raylets and all(p.environ().get(k) == v for p in raylets for k, v in env.items()), \
             "the memory monitor settings did not reach the raylet"
         cluster.deploy(APP, settings, {"Tracking": tracking})
-        wait_until(lambda: _ready(service.http), 150, 1, "the application")
+        serve_tools.wait_until(lambda: _ready(service.http), 150, 1, "the application")
         service.ray_processes()
         headroom = threshold * total - (total - psutil.virtual_memory().available)
         if headroom < MIN_HEADROOM:
@@ -143,9 +142,9 @@ def service(tmp_module):
             service.http.close()
         cluster.stop()
     # After the module: no variable left behind, no worker left alive (their memory is back).
-    assert not [k for k in MONITOR_ENV if k in os.environ], "ServeCluster.stop left the monitor settings"
+    assert not [k for k in MONITOR_ENV if k in os.environ], "serve_tools.ServeCluster.stop left the monitor settings"
     if service is not None:
-        wait_until(lambda: not _alive(service.workers), 30, 0.5, "this cluster's processes to exit")
+        serve_tools.wait_until(lambda: not _alive(service.workers), 30, 0.5, "this cluster's processes to exit")
 
 
 def _alive(seen: dict[int, float]) -> list[int]:
@@ -175,13 +174,9 @@ def video(tmp_module) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(video, tmp_module) -> dict:
-    """The offline CLI's result for the same video (as in test_faults)."""
-    out = tmp_module / "reference.json"
-    subprocess.run([sys.executable, "-m", "pose_pipeline.cli", "track", str(video), "-o", str(out)],
-                   check=True, capture_output=True, env={"POSE_PIPELINE_DECODE__MAX_SIDE": "null",
-                                                         "PATH": "/usr/bin:/bin"})
-    return json.loads(out.read_text())
+def reference(serve_tools, video, tmp_module) -> dict:
+    """The offline CLI's result for the same video, with the same engine (as in test_faults)."""
+    return serve_tools.offline_result(video, tmp_module / "reference.json")
 
 
 # --- running a job through the outage ---------------------------------------------------------
@@ -221,13 +216,13 @@ def _kills(raylet_log: str) -> tuple[list[list[str]], set[int]]:
     return events, pids
 
 
-def _run_through_outage(service: Service, video: Path, name: str, timeout_s: float) -> Outcome:
+def _run_through_outage(serve_tools, service: Service, video: Path, name: str, timeout_s: float) -> Outcome:
     """Submit, then poll until the job ends, through a dead ingress (transport errors) and the
     proxy's plain-text 500s while no ingress replica is up."""
-    wait_until(lambda: _ready(service.http), 120, 1, "every deployment to be ready")
+    serve_tools.wait_until(lambda: _ready(service.http), 120, 1, "every deployment to be ready")
     log_before = len(service.raylet_log())
     started = time.monotonic()
-    job_id = submit(service.http, video, name=name)["job_id"]
+    job_id = serve_tools.submit(service.http, video, name=name)["job_id"]
     seen: list[tuple] = []
     body: dict = {}
     deadline = started + timeout_s
@@ -254,13 +249,13 @@ def _run_through_outage(service: Service, video: Path, name: str, timeout_s: flo
 
 
 @pytest.fixture(scope="module")
-def once(service, video) -> Outcome:
-    return _run_through_outage(service, video, "node-oom-once.mp4", timeout_s=150)
+def once(serve_tools, service, video) -> Outcome:
+    return _run_through_outage(serve_tools, service, video, "node-oom-once.mp4", timeout_s=150)
 
 
 @pytest.fixture(scope="module")
-def always(service, video, once) -> Outcome:  # after "once": one outage at a time
-    return _run_through_outage(service, video, "node-oom-always.mp4", timeout_s=240)
+def always(serve_tools, service, video, once) -> Outcome:  # after "once": one outage at a time
+    return _run_through_outage(serve_tools, service, video, "node-oom-always.mp4", timeout_s=240)
 
 
 def _result(service: Service, job_id: str) -> dict:

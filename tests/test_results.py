@@ -17,10 +17,10 @@ import pytest
 from pose_pipeline.aggregate import ResultAssembler, assemble
 from pose_pipeline.engines.base import ChunkOutput
 from pose_pipeline.errors import InternalError
-from pose_pipeline.schema import (CameraModel, EngineInfo, Frame, Person, Processing, ResultHeader,
-                                  SmplParams, TrackingResult, TrackSummary, VideoInfo, summarize_tracks)
-from pose_pipeline.serialize import (JsonWriter, MemoryWriter, NpzWriter, ResultFiles, dumps_json,
-                                     read_json, read_npz, read_result)
+from pose_pipeline.schema import (CameraModel, EngineInfo, Frame, Person, Processing, ResultHeader, SmplParams,
+                                  TrackingResult, TrackSummary, VideoInfo, summarize_tracks)
+from pose_pipeline.serialize import (JsonWriter, MemoryWriter, NpzWriter, ResultFiles, dumps_json, read_json, read_npz,
+                                     read_result)
 
 JOINTS = 44
 # JSON rounding per quantity (schema.py): decimals -> the largest error a round trip may add.
@@ -304,3 +304,50 @@ def test_assembler_streams_frames_once_no_correction_can_reach_them():
         assert (index + 1) * CHUNK - assembler.frames_written <= HOLDBACK + CHUNK
     assembler.finish()
     assert assembler.frames_written == 6 * CHUNK
+
+
+def smpl_frames(count: int, people: int = 3):
+    """``count`` frames of ``people`` SMPL-sized people, made one frame at a time."""
+    rng = np.random.default_rng(2)
+    for i in range(count):
+        yield Frame(i, i, i / 30, tuple(make_person(rng, track, True, with_3d=True) for track in range(1, people + 1)))
+
+
+def npz_peak_bytes(frames: int, path) -> int:
+    """Peak of Python-tracked memory (numpy's arrays included) while the NPZ writer takes
+    ``frames`` frames, over what one frame alone costs."""
+    import tracemalloc
+
+    writer = NpzWriter(path, buffer_bytes=64 * 1024)
+    writer.begin(make_header(with_3d=True))
+    tracemalloc.start()
+    try:
+        for frame in smpl_frames(frames):
+            writer.frame(frame)
+        writer.end(summarize_tracks(smpl_frames(1)))
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_npz_writer_memory_does_not_grow_with_the_video(tmp_path):
+    # 8x the frames: 5 MiB of people instead of 0.6, against a peak of some 0.2 MiB (the
+    # 64 KiB buffer, numpy's and Python's overhead, the archive): the writer spills what it is
+    # given. (Its peak varies by a third with where the last flush falls.)
+    npz_peak_bytes(20, tmp_path / "warm-up.npz")  # first-call allocations (imports, caches)
+    short, long = npz_peak_bytes(150, tmp_path / "short.npz"), npz_peak_bytes(1200, tmp_path / "long.npz")
+    assert (tmp_path / "long.npz").stat().st_size > 7 * (tmp_path / "short.npz").stat().st_size
+    assert long < 2 * short < 1024 * 1024, (short, long)
+    assert not list(tmp_path.glob(".npz-spill-*"))  # the spill files are gone
+    again = read_npz(tmp_path / "long.npz")
+    assert len(again.frames) == 1200 and all(len(f.people) == 3 for f in again.frames)
+
+
+def test_npz_a_track_whose_3d_starts_late_has_nan_rows_before_it():
+    rng = np.random.default_rng(3)
+    frames = tuple(Frame(i, i, i / 30, (make_person(rng, 1, True, with_3d=i >= 3),)) for i in range(6))
+    result = TrackingResult(make_header(with_3d=True), frames, summarize_tracks(frames))
+    with np.load(io.BytesIO(npz_bytes(result))) as data:
+        joints = data["track_1.joints_3d"]
+        assert joints.shape == (6, JOINTS, 3) and np.isnan(joints[:3]).all() and not np.isnan(joints[3:]).any()
+    assert_same_result(result, read_npz(io.BytesIO(npz_bytes(result))), EXACT)

@@ -8,8 +8,8 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from deployments.app import compose
+from deployments.cli import ServeConfig
 from pose_pipeline.config import Settings
-from pose_pipeline.service_cli import ServeConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ["serve_config.yaml", "serve_config.cpu.yaml"]
@@ -22,7 +22,7 @@ def _load(name: str) -> dict:
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_validates_against_rays_schema(name):
-    schema = ServeDeploySchema.parse_obj(_load(name))
+    schema = ServeDeploySchema.model_validate(_load(name))
     (app,) = schema.applications
     assert app.import_path == "deployments.app:build_app"
     assert {d.name for d in app.deployments} == DEPLOYMENTS

@@ -1,4 +1,4 @@
-"""pose_pipeline.video on real files written by PyAV (tests/media.py); nothing is mocked.
+"""pose_pipeline.video on real files written by PyAV (tests/support/media.py); nothing is mocked.
 
 Every test video shows its own frame index (``media.read_index``), so the tests check that
 the decoder returned exactly the right source frames, not just the right number of them.
@@ -12,11 +12,9 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from media import (corrupt_middle, noisy_index_image, read_index, truncate, write_audio_only,
-                   write_video)
 from pose_pipeline.config import Limits
 from pose_pipeline.errors import (CorruptVideo, DurationTooLong, EmptyUpload, FileTooLarge, InvalidOption,
-                                  NoVideoStream, NotAMediaFile, ResolutionTooLarge, UnsupportedCodec)
+                                  NotAMediaFile, NoVideoStream, ResolutionTooLarge, UnsupportedCodec)
 from pose_pipeline.video import ChunkDecoder, DecodeCursor, DecodeOptions, decode_chunks, probe
 
 FPS, FRAMES, SIZE = 30, 30, (64, 48)
@@ -24,7 +22,7 @@ FRAME_BYTES = SIZE[0] * SIZE[1] * 3
 
 
 class Format(NamedTuple):
-    write: dict  # write_video arguments
+    write: dict  # media.write_video arguments
     codec: str
     container: str
     has_audio: bool = False
@@ -48,23 +46,23 @@ RESUMABLE = ["h264.mp4", "h264-bframes.mp4", "h265.mkv", "vp9.webm"]
 
 
 @pytest.fixture(scope="module")
-def videos(tmp_path_factory):
+def videos(media, tmp_path_factory):
     """``videos(name)``: the path of a video from FORMATS, written once per module."""
     folder = tmp_path_factory.mktemp("videos")
     written = {}
 
     def get(name: str):
         if name not in written:
-            written[name] = write_video(folder / name, fps=FPS, frames=FRAMES,
+            written[name] = media.write_video(folder / name, fps=FPS, frames=FRAMES,
                                         **{"size": SIZE, **FORMATS[name].write})
         return written[name]
 
     return get
 
 
-def decode(path, options: DecodeOptions = DecodeOptions()) -> list:
+def decode(path, options: DecodeOptions | None = None) -> list:
     """All chunks of the video, from the start."""
-    return list(decode_chunks(path, probe(path), options))
+    return list(decode_chunks(path, probe(path), options or DecodeOptions()))
 
 
 def joined(chunks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -73,9 +71,9 @@ def joined(chunks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             np.concatenate([c.times for c in chunks]))
 
 
-def shown(frames) -> list[int]:
+def shown(media, frames) -> list[int]:
     """The source frame index drawn into each decoded frame."""
-    return [read_index(frame) for frame in frames]
+    return [media.read_index(frame) for frame in frames]
 
 
 # --- probe ----------------------------------------------------------------------------------
@@ -93,17 +91,17 @@ def test_probe_describes_each_format(videos, name):
     assert video.file_size == path.stat().st_size
 
 
-def test_probe_estimates_the_frame_count_of_a_long_matroska_file(tmp_path):
+def test_probe_estimates_the_frame_count_of_a_long_matroska_file(media, tmp_path):
     # MP4/MOV index every frame; Matroska states only a duration, and probe reads the
     # first 300 packets at most.
-    video = probe(write_video(tmp_path / "long.mkv", size=(32, 32), frames=400))
+    video = probe(media.write_video(tmp_path / "long.mkv", size=(32, 32), frames=400))
     assert (video.frame_count, video.frame_count_exact) == (400, False)
     assert video.fps == pytest.approx(FPS) and not video.variable_fps
 
 
-def test_probe_reports_variable_frame_rate(tmp_path):
+def test_probe_reports_variable_frame_rate(media, tmp_path):
     times = [0.0, 0.01, 0.05, 0.2, 0.21, 0.4, 0.7, 0.71, 0.72, 1.0]
-    video = probe(write_video(tmp_path / "vfr.mp4", times=times))
+    video = probe(media.write_video(tmp_path / "vfr.mp4", times=times))
     assert video.variable_fps
     assert video.frame_count == len(times) and video.frame_count_exact
     assert video.fps == pytest.approx(len(times) / video.duration_s)
@@ -113,11 +111,11 @@ def test_probe_reports_variable_frame_rate(tmp_path):
 
 
 @pytest.mark.parametrize("name", FORMATS)
-def test_decodes_every_frame_in_order(videos, name):
+def test_decodes_every_frame_in_order(media, videos, name):
     width, height = FORMATS[name].write.get("size", SIZE)
     frames, sources, times = joined(decode(videos(name), DecodeOptions(chunk_bytes=7 * width * height * 3)))
     assert frames.shape == (FRAMES, height, width, 3) and frames.dtype == np.uint8
-    assert list(sources) == list(range(FRAMES)) == shown(frames)
+    assert list(sources) == list(range(FRAMES)) == shown(media, frames)
     np.testing.assert_allclose(times, sources / FPS, atol=0.001)  # Matroska rounds to milliseconds
 
 
@@ -183,34 +181,34 @@ def test_resuming_at_any_chunk_gives_the_same_frames(videos, name, options):
             np.testing.assert_array_equal(got, want)
 
 
-def test_fps_sampling_on_a_constant_rate(videos):
+def test_fps_sampling_on_a_constant_rate(media, videos):
     frames, sources, _ = joined(decode(videos("h264.mp4"), DecodeOptions(fps=10)))
-    assert list(sources) == list(range(0, FRAMES, 3)) == shown(frames)
+    assert list(sources) == list(range(0, FRAMES, 3)) == shown(media, frames)
     _, sources, _ = joined(decode(videos("h264.mp4"), DecodeOptions(fps=60)))  # never more than the source
     assert list(sources) == list(range(FRAMES))
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
-def test_fps_sampling_goes_by_timestamp_on_variable_frame_rate(tmp_path, suffix):
+def test_fps_sampling_goes_by_timestamp_on_variable_frame_rate(media, tmp_path, suffix):
     times = [0.0, 0.01, 0.05, 0.2, 0.21, 0.4, 0.7, 0.71, 0.72, 1.0]
-    path = write_video(tmp_path / f"vfr{suffix}", times=times, gop=2)  # so that start_s seeks
+    path = media.write_video(tmp_path / f"vfr{suffix}", times=times, gop=2)  # so that start_s seeks
     assert probe(path).variable_fps
     # 5 fps: the first frame of each 0.2 s slot. Dropping by index would keep 0, 2, 4, 6, 8.
     frames, sources, got = joined(decode(path, DecodeOptions(fps=5)))
-    assert list(sources) == [0, 3, 5, 6, 9] == shown(frames)
+    assert list(sources) == [0, 3, 5, 6, 9] == shown(media, frames)
     np.testing.assert_allclose(got, [times[i] for i in sources], atol=1e-3)
     # After a seek, source indices are still true indices, not time x average fps.
     frames, sources, _ = joined(decode(path, DecodeOptions(start_s=0.3)))
-    assert list(sources) == [5, 6, 7, 8, 9] == shown(frames)
+    assert list(sources) == [5, 6, 7, 8, 9] == shown(media, frames)
 
 
 @pytest.mark.parametrize("name", RESUMABLE)
 @pytest.mark.parametrize("start_s, end_s, first, stop", [(0.3, 0.6, 9, 18), (0.3, None, 9, FRAMES),
                                                        (None, 0.5, 0, 15), (0.51, 0.52, 16, 16)])
-def test_start_and_end_select_a_window(videos, name, start_s, end_s, first, stop):
+def test_start_and_end_select_a_window(media, videos, name, start_s, end_s, first, stop):
     chunks = decode(videos(name), DecodeOptions(start_s=start_s, end_s=end_s, chunk_bytes=4 * FRAME_BYTES))
     frames, sources, times = joined(chunks)
-    assert list(sources) == list(range(first, stop)) == shown(frames)
+    assert list(sources) == list(range(first, stop)) == shown(media, frames)
     assert np.all(times >= (start_s or 0) - 1e-3) and (end_s is None or np.all(times < end_s))
 
 
@@ -225,10 +223,10 @@ def test_start_after_the_end_is_refused(videos):
     ("mpeg4-161x121.mp4", 100, (100, 75)),
     ("h264.mp4", 100, SIZE),  # never enlarged
 ])
-def test_max_side_shrinks_and_keeps_the_aspect_ratio(videos, name, max_side, size):
+def test_max_side_shrinks_and_keeps_the_aspect_ratio(media, videos, name, max_side, size):
     frames, sources, _ = joined(decode(videos(name), DecodeOptions(max_side=max_side)))
     assert frames.shape == (FRAMES, size[1], size[0], 3)
-    assert shown(frames) == list(sources)
+    assert shown(media, frames) == list(sources)
 
 
 def quadrants(frame: np.ndarray) -> np.ndarray:
@@ -239,7 +237,7 @@ def quadrants(frame: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("display_rotation", [-90, 90, 180])
-def test_rotated_phone_video_decodes_upright(tmp_path, display_rotation):
+def test_rotated_phone_video_decodes_upright(media, tmp_path, display_rotation):
     # The scene as a person sees it: portrait, a white block in the top-left corner only,
     # so every quarter turn and every mirror image puts it somewhere else.
     width, height = 48, 64
@@ -249,7 +247,7 @@ def test_rotated_phone_video_decodes_upright(tmp_path, display_rotation):
     # degrees) to turn it back clockwise by -display_rotation.
     clockwise = -display_rotation % 360
     stored = np.ascontiguousarray(np.rot90(upright, clockwise // 90))  # np.rot90: counter-clockwise
-    path = write_video(tmp_path / "phone.mov", size=(stored.shape[1], stored.shape[0]), frames=3,
+    path = media.write_video(tmp_path / "phone.mov", size=(stored.shape[1], stored.shape[0]), frames=3,
                        rotation=display_rotation, draw=lambda i: stored)
     video = probe(path)
     assert (video.rotation, video.display_size, video.video_info().width) == (clockwise, (width, height), width)
@@ -278,14 +276,14 @@ def test_text_file_named_mp4(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["song.m4a", "song.webm"])
-def test_audio_only_file(tmp_path, name):
+def test_audio_only_file(media, tmp_path, name):
     with pytest.raises(NoVideoStream, match="no video stream.*only audio") as caught:
-        probe(write_audio_only(tmp_path / name))
+        probe(media.write_audio_only(tmp_path / name))
     assert caught.value.code == "no_video_stream"
 
 
-def test_unsupported_codec(tmp_path):
-    path = write_video(tmp_path / "lossless.mkv", codec="ffv1")
+def test_unsupported_codec(media, tmp_path):
+    path = media.write_video(tmp_path / "lossless.mkv", codec="ffv1")
     assert probe(path).codec == "ffv1"  # readable; refused only by the configured limits
     with pytest.raises(UnsupportedCodec, match="'ffv1' is not supported") as caught:
         probe(path, Limits())
@@ -312,8 +310,8 @@ def assert_corrupt(caught, first: int, last: int) -> None:
     assert f"frame {frame}" in caught.value.message
 
 
-def test_mp4_cut_before_its_index(tmp_path):
-    path = truncate(write_video(tmp_path / "cut.mp4"), 0.5)  # the index (moov) comes last
+def test_mp4_cut_before_its_index(media, tmp_path):
+    path = media.truncate(media.write_video(tmp_path / "cut.mp4"), 0.5)  # the index (moov) comes last
     with pytest.raises(CorruptVideo, match="index .* missing.*cut off") as caught:
         probe(path)
     assert caught.value.details == {"frame": 0, "time_s": 0.0}
@@ -324,20 +322,20 @@ CUT_FORMATS = {"faststart.mp4": dict(container_options={"movflags": "faststart"}
 
 
 @pytest.mark.parametrize("name", CUT_FORMATS)
-def test_file_cut_in_its_data_is_refused_by_probe(tmp_path, name):
-    path = truncate(write_video(tmp_path / name, draw=lambda i: noisy_index_image(i, *SIZE), **CUT_FORMATS[name]),
-                    0.5)
+def test_file_cut_in_its_data_is_refused_by_probe(media, tmp_path, name):
+    path = media.truncate(media.write_video(tmp_path / name, draw=lambda i: media.noisy_index_image(i, *SIZE),
+                                            **CUT_FORMATS[name]), 0.5)
     with pytest.raises(CorruptVideo, match="cut off") as caught:
         probe(path)
     assert_corrupt(caught, 5, 25)
 
 
 @pytest.mark.parametrize("name", CUT_FORMATS)
-def test_file_cut_after_probing_fails_the_decode(tmp_path, name):
+def test_file_cut_after_probing_fails_the_decode(media, tmp_path, name):
     # The decoder checks on its own: a file can change between probe and decode.
-    path = write_video(tmp_path / name, draw=lambda i: noisy_index_image(i, *SIZE), **CUT_FORMATS[name])
+    path = media.write_video(tmp_path / name, draw=lambda i: media.noisy_index_image(i, *SIZE), **CUT_FORMATS[name])
     video = probe(path)
-    truncate(path, 0.5)
+    media.truncate(path, 0.5)
     with pytest.raises(CorruptVideo) as caught:
         list(decode_chunks(path, video, DecodeOptions(chunk_bytes=5 * FRAME_BYTES)))
     assert_corrupt(caught, 5, 25)
@@ -358,20 +356,20 @@ DAMAGE_FORMATS = {
 
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("name", DAMAGE_FORMATS)
-def test_corrupt_bytes_in_the_middle(tmp_path, name, seed):
-    path = write_video(tmp_path / name, size=(128, 96), draw=lambda i: noisy_index_image(i, 128, 96),
+def test_corrupt_bytes_in_the_middle(media, tmp_path, name, seed):
+    path = media.write_video(tmp_path / name, size=(128, 96), draw=lambda i: media.noisy_index_image(i, 128, 96),
                        **DAMAGE_FORMATS[name])
-    corrupt_middle(path, length=4096, seed=seed)
+    media.corrupt_middle(path, length=4096, seed=seed)
     video = probe(path)  # the header is intact: the damage shows only when decoding
     with pytest.raises(CorruptVideo, match="damaged|cut off") as caught:
         list(decode_chunks(path, video, DecodeOptions()))
     assert_corrupt(caught, 1, FRAMES - 1)
 
 
-def test_ffmpeg_does_not_write_to_stderr(tmp_path, capfd, videos):
+def test_ffmpeg_does_not_write_to_stderr(media, tmp_path, capfd, videos):
     clean = videos("h265.mkv")
-    damaged = corrupt_middle(write_video(tmp_path / "damaged.mp4", size=(128, 96),
-                                         draw=lambda i: noisy_index_image(i, 128, 96)), length=4096)
+    damaged = media.corrupt_middle(media.write_video(tmp_path / "damaged.mp4", size=(128, 96),
+                                         draw=lambda i: media.noisy_index_image(i, 128, 96)), length=4096)
     capfd.readouterr()
     decode(clean)
     with pytest.raises(CorruptVideo):

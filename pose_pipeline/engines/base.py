@@ -26,6 +26,9 @@ class VideoSpec:
     frame_width: int  # decoded frame size, as in every chunk
     frame_height: int
     fps: float  # rate of the processed (sampled) sequence
+    #: The file name the client gave the video: for logs and test fault injection; a result
+    #: never depends on it.
+    name: str = ""
 
 
 @dataclass(frozen=True, eq=False)

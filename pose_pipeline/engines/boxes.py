@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 def box_area(boxes: np.ndarray) -> np.ndarray:
     return np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
 

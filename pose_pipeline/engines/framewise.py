@@ -9,7 +9,7 @@ on the frames before it, any cut of the video into chunks gives the same result.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

@@ -11,7 +11,8 @@ error inside this process instead of in the neighbour.
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 

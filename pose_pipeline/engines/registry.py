@@ -4,7 +4,8 @@ package (the upstream PHALP stack) breaks only the engine that needs it."""
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..errors import EngineUnavailable, InvalidOption
 from .base import Engine
@@ -14,6 +15,8 @@ BUILTIN_ENGINES: Mapping[str, str] = {
     "blazepose": "pose_pipeline.engines.blazepose:BlazePoseEngine",
     "motion": "pose_pipeline.engines.motion:MotionEngine",
     "phalp": "pose_pipeline.engines.phalp:PhalpEngine",
+    # Test-only: another engine with faults injected (engines/faults.py).
+    "faults": "pose_pipeline.engines.faults:faulty_engine",
 }
 
 

@@ -210,7 +210,7 @@ def person_to_state(person: Person) -> dict[str, Any]:
 
 
 def person_from_state(d: dict[str, Any]) -> Person:
-    arrays = {name: np.array(d[name], dtype=np.float32) for name in _PERSON_ARRAYS if name in d}
+    arrays: dict[str, Any] = {name: np.array(d[name], dtype=np.float32) for name in _PERSON_ARRAYS if name in d}
     return Person(track_id=0, score=d["score"], detected=d["detected"], **arrays)
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from ...errors import InternalError
 from ...schema import EngineInfo, Person
+from ...wheels import sha256_of
 from ..base import Engine, VideoSpec
 from ..framewise import FramewiseSession
 from ..state_codec import pack_state, unpack_state
@@ -37,7 +38,6 @@ from .geometry import Roi
 from .landmarks import INPUT_SIZE as LANDMARK_INPUT
 from .landmarks import OUTPUTS as LANDMARK_OUTPUTS
 from .landmarks import PoseLandmarker, PoseLandmarks
-from ...wheels import sha256_of
 from .models import ModelPaths
 from .options import BlazePoseOptions
 from .runtime import TfliteModel
@@ -82,10 +82,10 @@ class BlazePoseEngine(Engine):
             joint_format=JOINT_FORMAT,
         )
 
-    def open(self, video: VideoSpec) -> "BlazePoseSession":
+    def open(self, video: VideoSpec) -> BlazePoseSession:
         return BlazePoseSession(self, self.options, video)
 
-    def restore(self, state: bytes) -> "BlazePoseSession":
+    def restore(self, state: bytes) -> BlazePoseSession:
         """The session continues with the options it was opened with (they are in the state)."""
         header, _ = unpack_state(_STATE_MAGIC, state, "blazepose engine")
         written_by = (header.get("format"), header.get("engine_version"))

@@ -22,7 +22,7 @@ class Roi:
     rotation: float = 0.0
 
     @classmethod
-    def around(cls, start: np.ndarray, end: np.ndarray, scale: float) -> "Roi":
+    def around(cls, start: np.ndarray, end: np.ndarray, scale: float) -> Roi:
         """The square centred on ``start`` whose half side is ``|end - start|`` times ``scale``,
         turned so that ``end`` is straight above ``start`` in the crop.
 
@@ -34,7 +34,7 @@ class Roi:
         return cls(float(start[0]), float(start[1]), 2.0 * math.hypot(dx, dy) * scale, rotation)
 
     @classmethod
-    def letterbox(cls, x: float, y: float, width: float, height: float) -> "Roi":
+    def letterbox(cls, x: float, y: float, width: float, height: float) -> Roi:
         """The square that holds the rectangle (x, y, width, height), centred: a letterbox."""
         return cls(x + width / 2, y + height / 2, max(width, height))
 
@@ -55,7 +55,7 @@ class Roi:
         out[..., 1] = sin * vectors[..., 0] + cos * vectors[..., 1]
         return out
 
-    def near(self, other: "Roi", tolerance: float = 0.1) -> bool:
+    def near(self, other: Roi, tolerance: float = 0.1) -> bool:
         """Whether the two regions are about the same: centres closer than ``tolerance``
         of the side, sides within ``tolerance`` of each other (as ratios)."""
         side = max(self.side, other.side)

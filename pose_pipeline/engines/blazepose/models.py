@@ -50,7 +50,7 @@ class ModelPaths:
 
     @classmethod
     def resolve(cls, models_dir: str | os.PathLike | None = None, detector: str | os.PathLike | None = None,
-                landmarks: str | os.PathLike | None = None) -> "ModelPaths":
+                landmarks: str | os.PathLike | None = None) -> ModelPaths:
         root = Path(models_dir).expanduser() if models_dir else default_models_dir()
         return cls(detector=Path(detector).expanduser() if detector else root / DETECTOR.name,
                    landmarks=Path(landmarks).expanduser() if landmarks else root / LANDMARKS.name,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 from ...errors import InvalidOption
 from .models import ModelPaths
@@ -46,7 +47,7 @@ class BlazePoseOptions:
     keypoint_weight: float = 0.5
 
     @classmethod
-    def from_mapping(cls, options: Mapping[str, Any]) -> "BlazePoseOptions":
+    def from_mapping(cls, options: Mapping[str, Any]) -> BlazePoseOptions:
         known = {f.name for f in fields(cls)}
         unknown = set(options) - known
         if unknown:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from ..boxes import box_area, box_iou
 from ...schema import Person
+from ..boxes import box_area, box_iou
 from ..tracker import UNMATCHABLE, Detections, Track, Tracker
 
 #: Keypoint similarity's falloff, as a fraction of the box's size: a joint this far from
@@ -19,7 +21,7 @@ class PoseTracker(Tracker):
     track's predicted box with the skeleton's box, ``keypoint_weight`` parts the keypoint
     similarity (OKS-like) of the skeleton with the track's last one."""
 
-    def __init__(self, *args, keypoint_weight: float, **kwargs) -> None:
+    def __init__(self, *args: Any, keypoint_weight: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.keypoint_weight = keypoint_weight
 

@@ -1,7 +1,5 @@
-"""Probing and chunked decoding of videos with PyAV (FFmpeg).
+"""Chunked decoding of videos with PyAV (FFmpeg).
 
-``probe`` reads the container header, the first frame and the timestamps of the first
-packets, so that a file that cannot be processed is refused before any work is queued.
 ``ChunkDecoder`` turns the video into chunks of RGB frames whose size comes from a byte
 budget, never from the video's length. A chunk carries a ``DecodeCursor``: a decoder opened
 at a cursor, in any process, produces exactly the frames that would have followed it.
@@ -32,18 +30,23 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import av
 import numpy as np
 
-from .config import Limits
-from .errors import (CorruptVideo, DurationTooLong, EmptyUpload, FileTooLarge, InvalidOption,
-                     NoVideoStream, NotAMediaFile, ResolutionTooLarge, UnsupportedCodec)
-from .schema import VideoInfo
+from ..errors import CorruptVideo, InvalidOption
+from .containers import REORDER_WINDOW, indexed_frames, open_media, read_head, stream_duration, video_stream
+from .probe import VideoProbe
+
+#: What the decoder yields: (frame, source index, pts, time in seconds), in presentation order;
+#: selected for a chunk, with the frame's fps sampling slot.
+_Decoded = tuple[Any, int, Any, float]
+_Selected = tuple[Any, int, Any, float, int]
 
 # Decoder strictness: report errors instead of concealing them (see the module docstring).
 _DECODER_OPTIONS = {"err_detect": "crccheck+careful+explode"}
@@ -53,52 +56,6 @@ _MISSING_FRAMES_TOLERANCE = 2
 # Extra slack, in seconds, when the expected end is only known from the container: its
 # audio may outlast the video.
 _ROUGH_END_TOLERANCE_S = 0.5
-# Decode order differs from presentation order by at most this many packets (H.264/HEVC
-# allow 16 reordered frames).
-_REORDER_WINDOW = 32
-# Packets whose timestamps probe reads to measure the frame rate.
-_PROBE_PACKETS = 300
-
-
-@dataclass(frozen=True)
-class VideoProbe:
-    """What a video is, read from its header and first frame. Sizes are before rotation."""
-
-    container: str
-    codec: str
-    width: int
-    height: int
-    #: Clockwise rotation (0, 90, 180, 270) that makes the picture upright.
-    rotation: int
-    fps: float
-    variable_fps: bool
-    frame_count: int
-    #: Whether ``frame_count`` is a count: from the container's index (MP4/MOV), or of every
-    #: packet when the file is short enough to read them all; else it is duration x fps.
-    frame_count_exact: bool
-    duration_s: float
-    has_audio: bool
-    file_size: int
-
-    @property
-    def display_size(self) -> tuple[int, int]:
-        """(width, height) after rotation."""
-        return (self.height, self.width) if self.rotation in (90, 270) else (self.width, self.height)
-
-    def to_dict(self) -> dict:
-        width, height = self.display_size
-        return {**asdict(self), "display_width": width, "display_height": height}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "VideoProbe":
-        """The inverse of ``to_dict`` (which adds the derived display size)."""
-        return cls(**{name: d[name] for name in cls.__dataclass_fields__})
-
-    def video_info(self) -> VideoInfo:
-        width, height = self.display_size
-        return VideoInfo(width=width, height=height, fps=round(self.fps, 6),
-                         duration_s=round(self.duration_s, 6), frame_count=self.frame_count,
-                         rotation=self.rotation, codec=self.codec, container=self.container)
 
 
 @dataclass(frozen=True)
@@ -156,7 +113,7 @@ class DecodeCursor:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DecodeCursor":
+    def from_dict(cls, d: dict) -> DecodeCursor:
         return cls(**d)
 
 
@@ -173,243 +130,6 @@ class FrameChunk:
     def __len__(self) -> int:
         return len(self.frames)
 
-
-# --- probing --------------------------------------------------------------------------------
-
-
-def probe(path: str | os.PathLike, limits: Limits | None = None) -> VideoProbe:
-    """Read what the video is and check it against ``limits``. Raises a ``PipelineError``."""
-    path = Path(path)
-    size = path.stat().st_size
-    if size == 0:
-        raise EmptyUpload("the file is empty; upload it again")
-    if limits is not None and size > limits.max_upload_bytes:
-        raise FileTooLarge(f"the file has {size} bytes, over the limit of {limits.max_upload_bytes}",
-                           limit_bytes=limits.max_upload_bytes)
-    head = _read_head(path)
-    container = _open(path, head)
-    with container:
-        stream = _video_stream(container)
-        if stream is None:
-            audio = " (it has only audio)" if container.streams.audio else ""
-            raise NoVideoStream(f"the file has no video stream{audio}; upload a video")
-        codec = stream.codec_context.name
-        if limits is not None and codec not in limits.allowed_codecs:
-            raise UnsupportedCodec(f"video codec {codec!r} is not supported; re-encode the video to one of: "
-                                   f"{', '.join(limits.allowed_codecs)}", codec=codec)
-        first, stamps, complete = _read_start(container, stream)
-        indexed = _indexed_frames(stream, head)
-        own_duration = _stream_duration(stream)  # the whole file's may include longer audio
-        duration = own_duration or _container_duration(container, stream)
-        fps, variable = _frame_rate(stream, stamps, complete, indexed, own_duration)
-        if indexed or complete:  # from the index, or all packets were read
-            frame_count, exact = indexed or len(stamps), True
-        else:
-            frame_count, exact = max(1, round(duration * fps)), False
-        _check_not_cut_off(path, head, size, container, stream)
-        result = VideoProbe(
-            container=_container_name(container, head), codec=codec, width=first.width,
-            height=first.height, rotation=(-round(first.rotation / 90) * 90) % 360, fps=fps,
-            variable_fps=variable, frame_count=frame_count, frame_count_exact=exact, duration_s=duration,
-            has_audio=bool(container.streams.audio), file_size=size,
-        )
-    if limits is not None:
-        _check_limits(result, limits)
-    return result
-
-
-def _read_head(path: Path) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read(1024)
-
-
-def _is_iso_media(head: bytes) -> bool:
-    """MP4, MOV and relatives start with an ``ftyp`` box."""
-    return head[4:8] == b"ftyp"
-
-
-def _open(path: Path, head: bytes):
-    try:
-        return av.open(str(path), metadata_errors="ignore")
-    except av.error.FFmpegError:
-        pass
-    if _is_iso_media(head):  # an MP4/MOV whose index is missing: almost always a cut-off upload
-        raise CorruptVideo("the file is an MP4/MOV whose index (moov) is missing or damaged; the upload "
-                           "was probably cut off: upload it again", frame=0, time_s=0.0) from None
-    raise NotAMediaFile("the file is not a video FFmpeg can read (unknown or damaged format); "
-                        "upload an MP4, MOV, MKV or WebM video") from None
-
-
-def _indexed_frames(stream, head: bytes) -> int:
-    """The frame count of an MP4/MOV index, else 0. Other headers' counts are not frames:
-    AVI counts the empty chunks that stand for dropped frames, for one."""
-    return stream.frames if _is_iso_media(head) else 0
-
-
-def _video_stream(container):
-    """The first video stream that is a real video, not a cover picture of an audio file."""
-    for stream in container.streams.video:
-        if not stream.disposition & av.stream.Disposition.attached_pic:
-            return stream
-    return None
-
-
-def _container_name(container, head: bytes) -> str:
-    """mp4, mov, mkv, webm, or FFmpeg's format name: FFmpeg names a whole family at once."""
-    names = container.format.name.split(",")
-    if _is_iso_media(head):
-        return "mov" if head[8:12] == b"qt  " else "mp4"
-    if "matroska" in names:
-        return "webm" if b"webm" in head[:64] else "mkv"
-    return names[0]
-
-
-def _read_start(container, stream) -> tuple[av.VideoFrame, list[int], bool]:
-    """(first frame, timestamps of the first packets, whether those are all the packets).
-
-    The timestamps show the real frame rate where the header has none or a nominal one
-    (Matroska/WebM state a "default duration" per frame, or nothing).
-    """
-    first, stamps = None, []
-    try:
-        for packet in container.demux(stream):
-            if packet.pts is not None and packet.size:
-                stamps.append(packet.pts)
-            if first is None:
-                first = next(iter(packet.decode()), None)
-            elif len(stamps) >= _PROBE_PACKETS:
-                return first, stamps, False
-    except av.error.FFmpegError as exc:
-        if first is None:
-            raise CorruptVideo(f"the first frame cannot be decoded ({exc.strerror}); the file is damaged",
-                               frame=0, time_s=0.0) from None
-        return first, stamps, False  # damage further on is the decoder's to report, with its place
-    if first is None:
-        raise CorruptVideo("the video stream holds no decodable frame; the file is damaged", frame=0, time_s=0.0)
-    return first, stamps, True
-
-
-def _frame_rate(stream, stamps: list[int], complete: bool, indexed: int, duration: float | None
-                ) -> tuple[float, bool]:
-    """(average fps, whether the frame rate varies), from the header and packet timestamps."""
-    if stamps and not complete:  # frames still to come may fall between the last ones read (reordering)
-        stamps = [pts for pts in stamps if pts < min(stamps[-_REORDER_WINDOW:])]
-    intervals = np.diff(np.unique(stamps)) * float(stream.time_base)
-    # Timestamps are rounded to the time base (Matroska: 1 ms): allow that, and 10% jitter.
-    variable = len(intervals) > 1 and \
-        intervals.max() - intervals.min() > 0.1 * np.median(intervals) + 2 * float(stream.time_base)
-    declared = float(stream.average_rate or stream.guessed_rate or stream.base_rate or 0)
-    if complete and duration:  # frames / duration, as FFmpeg averages an MP4/MOV index
-        measured = len(stamps) / duration
-    else:
-        measured = len(intervals) / float(intervals.sum()) if len(intervals) and intervals.sum() > 0 else 0.0
-    # An MP4/MOV average comes from the index of every frame; a Matroska one is nominal, so
-    # trust it only where the timestamps agree (they are rounded, the nominal rate is not).
-    if measured and not indexed and abs(declared - measured) > 0.01 * measured:
-        return measured, bool(variable)
-    if not declared:
-        raise CorruptVideo("the video stream declares no frame rate", frame=0, time_s=0.0)
-    return declared, bool(variable)
-
-
-def _stream_duration(stream) -> float | None:
-    """The video stream's own duration, if the file states it."""
-    if stream.duration and stream.time_base:
-        return float(stream.duration * stream.time_base)
-    tag = stream.metadata.get("DURATION")  # Matroska keeps it as a tag, "HH:MM:SS.nnnnnnnnn"
-    if tag:
-        try:
-            hours, minutes, seconds = tag.split(":")
-            return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-        except ValueError:
-            return None
-    return None
-
-
-def _container_duration(container, stream) -> float:
-    """The whole file's duration (the longest stream), or frames / fps, or 0 if unknown."""
-    if container.duration:
-        return container.duration / av.time_base
-    if stream.frames and stream.average_rate:
-        return stream.frames / float(stream.average_rate)
-    return 0.0
-
-
-def _check_not_cut_off(path: Path, head: bytes, size: int, container, stream) -> None:
-    """Refuse a file whose header describes more data than the file holds (a cut-off upload)."""
-    if _is_iso_media(head):
-        cut = _first_sample_past(stream, size)
-    elif (declared := _matroska_segment_end(head)) is not None and declared > size:
-        cut = _last_packet(container, stream)
-    else:
-        return
-    if cut is not None:
-        frame, time_s = cut
-        raise CorruptVideo(f"the file is cut off at frame {frame} ({time_s:.3f} s): its header describes "
-                           "more data than the file holds; upload it again, completely",
-                           frame=frame, time_s=round(time_s, 6))
-
-
-def _first_sample_past(stream, size: int) -> tuple[int, float] | None:
-    """(index, time) of the first video sample in the MP4/MOV index that lies past the file's end."""
-    entries = stream.index_entries
-    if not len(entries) or entries[len(entries) - 1].pos + entries[len(entries) - 1].size <= size:
-        return None
-    low, high = 0, len(entries) - 1  # samples are stored in order: find the first one past the end
-    while low < high:
-        middle = (low + high) // 2
-        if entries[middle].pos + entries[middle].size > size:
-            high = middle
-        else:
-            low = middle + 1
-    start = stream.start_time or 0
-    return low, max(0.0, float((entries[low].timestamp - start) * stream.time_base))
-
-
-def _matroska_segment_end(head: bytes) -> int | None:
-    """Where the Matroska/WebM Segment ends by its header; None if not Matroska or size unknown."""
-    if head[:4] != b"\x1a\x45\xdf\xa3":  # EBML header
-        return None
-    size, length = _ebml_size(head, 4)
-    segment = 4 + length + (size or 0)
-    if head[segment:segment + 4] != b"\x18\x53\x80\x67":  # Segment
-        return None
-    size, length = _ebml_size(head, segment + 4)
-    return None if size is None else segment + 4 + length + size
-
-
-def _ebml_size(data: bytes, pos: int) -> tuple[int | None, int]:
-    """An EBML variable-length size at ``pos``: (value or None if "unknown", its length in bytes)."""
-    if pos >= len(data) or data[pos] == 0:
-        return None, 1
-    length = 9 - data[pos].bit_length()
-    value = int.from_bytes(data[pos:pos + length], "big") & ((1 << (7 * length)) - 1)
-    return (None if value == (1 << (7 * length)) - 1 else value), length
-
-
-def _last_packet(container, stream) -> tuple[int, float]:
-    """(index, time) of the last video packet, which may be incomplete; reads the whole file."""
-    count, last = 0, 0
-    container.seek(0)
-    for packet in container.demux(stream):
-        if packet.pts is not None and packet.size:
-            count, last = count + 1, max(last, packet.pts)
-    return max(0, count - 1), float((last - (stream.start_time or 0)) * stream.time_base)
-
-
-def _check_limits(p: VideoProbe, limits: Limits) -> None:
-    width, height = p.display_size
-    if width > limits.max_width or height > limits.max_height:
-        raise ResolutionTooLarge(f"the video is {width}x{height}, over the limit of "
-                                 f"{limits.max_width}x{limits.max_height}; downscale it first",
-                                 width=width, height=height)
-    if p.duration_s > limits.max_duration_s:
-        raise DurationTooLong(f"the video lasts {p.duration_s:.1f} s, over the limit of "
-                              f"{limits.max_duration_s:.0f} s; cut it before uploading",
-                              duration_s=p.duration_s, limit_s=limits.max_duration_s)
-
-
-# --- decoding -------------------------------------------------------------------------------
 
 
 class ChunkDecoder:
@@ -437,9 +157,10 @@ class ChunkDecoder:
         self.frame_size = options.frame_size(video)
         self._per_chunk = options.frames_per_chunk(video)
         self._rot90 = (-video.rotation // 90) % 4  # np.rot90 turns counter-clockwise
-        self._container = None
-        self._frames: Iterator | None = None
-        self._pending = None  # a frame read ahead to learn whether the chunk is the last one
+        self._container: Any = None  # av.container.InputContainer while decoding
+        self._stream: Any = None
+        self._frames: Iterator[_Decoded] | None = None
+        self._pending: _Selected | None = None  # a frame read ahead to learn whether the chunk is the last one
         self._last_slot = cursor.last_slot  # fps sampling slot of the last frame selected
         self._window_start = 0.0  # time of the first frame wanted
         self._done = False
@@ -447,10 +168,10 @@ class ChunkDecoder:
         self._reuse_buffer = reuse_buffer
         self._to_rgb = _RgbConverter()
 
-    def __enter__(self) -> "ChunkDecoder":
+    def __enter__(self) -> ChunkDecoder:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -507,12 +228,13 @@ class ChunkDecoder:
             self.close()
         return chunk
 
-    def _next_selected(self):
+    def _next_selected(self) -> _Selected | None:
         """The next frame inside the time window and in a new fps slot, or None at the end."""
         if self._pending is not None:
             item, self._pending = self._pending, None
             return item
         start, end, fps = self.options.start_s or 0.0, self.options.end_s, self.options.fps
+        assert self._frames is not None  # next_chunk() opened them
         for frame, source_index, pts, time_s in self._frames:
             if time_s < start - 1e-9:
                 continue
@@ -531,10 +253,10 @@ class ChunkDecoder:
     def _open_container(self) -> None:
         if self._container is not None:
             self._container.close()
-        head = _read_head(Path(self.path))
-        self._container = _open(Path(self.path), head)
-        stream = self._stream = _video_stream(self._container)
-        self._indexed = _indexed_frames(stream, head)
+        head = read_head(Path(self.path))
+        self._container = open_media(Path(self.path), head)
+        stream = self._stream = video_stream(self._container)
+        self._indexed = indexed_frames(stream, head)
         stream.thread_type = "AUTO"  # frame and slice threads
         stream.codec_context.thread_count = self.options.threads
         stream.codec_context.options = dict(_DECODER_OPTIONS)
@@ -544,10 +266,13 @@ class ChunkDecoder:
     def _seconds(self, pts: int) -> float:
         return float((pts - self._start_pts) * self._time_base)
 
-    def _decoded(self) -> Iterator[tuple]:
+    def _decoded(self) -> Iterator[_Decoded]:
         """Every frame from the cursor (or start_s) on, with its index in the source stream."""
         self._open_container()
         cursor, start_s = self.cursor, self.options.start_s
+        keep_from: int | None
+        seek_to: int | None
+        index: int | None
         if cursor.last_pts is not None:  # resume right after the last frame handed out
             keep_from, seek_to, index = cursor.last_pts + 1, cursor.last_pts, cursor.last_source_index + 1
         elif start_s:
@@ -575,18 +300,18 @@ class ChunkDecoder:
                 count, later = count + 1, 0
             else:
                 later += 1
-                if later > _REORDER_WINDOW:  # past the reordering window: no earlier frame can follow
+                if later > REORDER_WINDOW:  # past the reordering window: no earlier frame can follow
                     break
         return count
 
-    def _decode(self, keep_from: int | None, seek_to: int | None, index: int | None) -> Iterator[tuple]:
+    def _decode(self, keep_from: int | None, seek_to: int | None, index: int | None) -> Iterator[_Decoded]:
         """Frames with pts >= ``keep_from`` (all if None).
 
         After a seek to ``seek_to``, ``index`` is the source index of the first frame kept;
         without one (``seek_to`` None), decoding starts at the beginning and counts frames.
         """
         counting = seek_to is None
-        index = 0 if counting else index
+        position = 0 if counting or index is None else index  # source index of the next frame
         self._window_start = self._seconds(keep_from) if keep_from is not None else 0.0
         if not counting:
             self._container.seek(seek_to, stream=self._stream, backward=True)
@@ -608,7 +333,7 @@ class ChunkDecoder:
                     continue
                 if first and not counting:
                     raise _SeekMissed from None  # perhaps not damage: the seek missed a keyframe
-                raise self._damage(index, last_time, getattr(exc, "strerror", None) or str(exc)) from None
+                raise self._damage(position, last_time, getattr(exc, "strerror", None) or str(exc)) from None
             for frame in frames:
                 pts = frame.pts
                 # A good seek starts decoding at a keyframe at or before the target; anything
@@ -617,17 +342,17 @@ class ChunkDecoder:
                     raise _SeekMissed
                 first = False
                 if keep_from is not None and pts is not None and pts < keep_from:
-                    index += counting
+                    position += counting
                     continue
-                time_s = self._seconds(pts) if pts is not None else index / self.video.fps
+                time_s = self._seconds(pts) if pts is not None else position / self.video.fps
                 if frame.is_corrupt:
-                    raise self._damage(index, None, "the decoder had to conceal errors", time_s)
+                    raise self._damage(position, None, "the decoder had to conceal errors", time_s)
                 last_time = time_s
-                yield frame, index, pts, time_s
-                index += 1
+                yield frame, position, pts, time_s
+                position += 1
         if first and not counting:
             raise _SeekMissed  # no frame at all after the seek: it landed past the last keyframe
-        self._check_complete(index, last_time, None if data_end is None else self._seconds(data_end))
+        self._check_complete(position, last_time, None if data_end is None else self._seconds(data_end))
 
     def _next_time(self, last_time: float | None) -> float:
         """Time of the frame after the last one delivered (the window's start if none was)."""
@@ -656,7 +381,7 @@ class ChunkDecoder:
                 return
             expected = f"{declared} frames"
         else:  # only a duration: the stream's own, or the whole file's (its audio may outlast it)
-            rough = _stream_duration(self._stream) is None
+            rough = stream_duration(self._stream) is None
             tolerance = _MISSING_FRAMES_TOLERANCE / video.fps + (_ROUGH_END_TOLERANCE_S if rough else 0.0)
             if not video.duration_s or max(end, data_end or 0) >= video.duration_s - tolerance:
                 return
@@ -690,13 +415,15 @@ class _RgbConverter:
         if graph_input != self._graph_input:  # the first frame, or the stream changed format
             self._graph = _rgb_graph(*graph_input)
             self._graph_input = graph_input
+        assert self._graph is not None
         self._graph.push(frame)
         return self._graph.pull().to_ndarray()
 
 
 def _rgb_graph(width: int, height: int, pixel_format: str) -> av.filter.Graph:
     graph = av.filter.Graph()
-    source = graph.add_buffer(width=width, height=height, format=pixel_format, time_base=Fraction(1, 1000))
+    source = graph.add_buffer(width=width, height=height, format=av.VideoFormat(pixel_format),
+                              time_base=Fraction(1, 1000))
     convert = graph.add("format", "rgb24")
     sink = graph.add("buffersink")
     source.link_to(convert)

@@ -1,23 +1,29 @@
-"""``pose-pipeline serve``, ``submit`` and ``demo``: the service on a local Ray cluster and
-its command-line client."""
+"""``pose-pipeline serve`` and ``demo``: the service on a local Ray cluster.
+
+The library's command (``pose_pipeline.cli``) finds ``add_commands`` through the entry point
+group ``pose_pipeline.commands`` (pyproject.toml), so that the library never imports this
+package.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from types import FrameType
+from typing import Any
 
 import yaml
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+from pose_pipeline.cli_common import notice
 
 
-def add_commands(commands, add_job_options: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_commands(commands: Any) -> None:
     serve = commands.add_parser("serve", help="start a local Ray cluster and the service (Ctrl-C stops it)")
     serve.add_argument("--serve-config", type=Path,
                        help="a Serve config such as serve_config.cpu.yaml: its application args and "
@@ -26,15 +32,6 @@ def add_commands(commands, add_job_options: Callable[[argparse.ArgumentParser], 
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--num-gpus", type=float, help="GPUs to give the local Ray (default: detected)")
     serve.set_defaults(run=_serve)
-
-    submit = commands.add_parser("submit", help="upload a video to a running service")
-    submit.add_argument("video", type=Path)
-    submit.add_argument("--url", default=os.environ.get("POSE_PIPELINE_URL", DEFAULT_URL))
-    submit.add_argument("--token", default=os.environ.get("POSE_PIPELINE_TOKEN"))
-    submit.add_argument("--wait", action="store_true", help="follow the job and download its result")
-    submit.add_argument("-o", "--output", type=Path, help="result file when --wait (.json or .npz)")
-    add_job_options(submit)
-    submit.set_defaults(run=_submit)
 
     demo = commands.add_parser("demo", help="start the service, track a real street clip over HTTP, stop")
     demo.add_argument("-o", "--output", type=Path, default=Path("demo-result.json"))
@@ -55,7 +52,7 @@ class ServeConfig:
     logging_config: dict[str, Any] | None = None
 
     @classmethod
-    def load(cls, path: Path | None) -> "ServeConfig":
+    def load(cls, path: Path | None) -> ServeConfig:
         if path is None:
             return cls()
         config = yaml.safe_load(path.read_text())
@@ -83,19 +80,18 @@ def start(serve_config: Path | None, host: str, port: int, num_gpus: float | Non
     import ray
     from ray import serve
 
-    from deployments.app import compose
-    from deployments.common import settings_from_args
+    from pose_pipeline.models_cli import ensure_models
 
-    from .cli import notice
-    from .models_cli import ensure_models
+    from .app import compose
+    from .common import settings_from_args
 
     for name, value in LOCAL_CLUSTER_ENV.items():  # before Ray starts: its processes inherit them
         os.environ.setdefault(name, value)
     config = ServeConfig.load(serve_config)
     ensure_models(settings_from_args(config.args), notice)  # before the replicas need them
     if not ray.is_initialized():
-        ray.init(num_gpus=num_gpus, include_dashboard=True, dashboard_host="127.0.0.1",
-                 logging_level="WARNING", log_to_driver=False)
+        ray.init(num_gpus=num_gpus,  # type: ignore[arg-type]  # Ray annotates int; it takes fractions
+                 include_dashboard=True, dashboard_host="127.0.0.1", logging_level=logging.WARNING, log_to_driver=False)
     # A container is stopped with SIGTERM. Ray's init installs its own handler (a stack dump, then
     # exit with the signal), so ours comes after it, and before the deployment, which takes a while.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -119,7 +115,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _interrupt(signum: int, frame: Any) -> None:
+def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
@@ -132,49 +128,14 @@ def _stop() -> None:
         ray.shutdown()
 
 
-# --- submit ----------------------------------------------------------------------------------
-
-
-def _submit(args: argparse.Namespace) -> int:
-    from .cli import job_options
-    from .client import Client
-    from .progress import ProgressBar
-
-    options = job_options(args).model_dump(exclude_none=True)
-    if not args.video.is_file():
-        print(f"error: not_found: no such file: {args.video}", file=sys.stderr)
-        return 2
-    with Client(args.url, args.token) as client:
-        sending = ProgressBar(f"{args.video.name} upload", unit="MiB", rate_unit="MiB/s")
-        try:
-            job = client.submit(args.video, progress=lambda sent, size: sending(sent >> 20, size >> 20), **options)
-        finally:
-            sending.close()
-        print(f"job {job['job_id']}: {job['urls']['self']}", file=sys.stderr)
-        if not args.wait:
-            print(job["job_id"])
-            return 0
-        bar = ProgressBar(args.video.name)
-        try:
-            client.wait(job["job_id"], progress=lambda s: bar(s["progress"]["frames_done"],
-                                                             s["progress"]["frames_total"], s["stage"]))
-        finally:
-            bar.close()
-        output = args.output or Path(f"{job['job_id']}.json")
-        client.download(job["job_id"], output)
-        print(f"{output}: written", file=sys.stderr)
-    return 0
-
-
 # --- demo ------------------------------------------------------------------------------------
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .cli import notice
-    from .clips import BIKES, clip
-    from .client import Client
-    from .progress import ProgressBar
-    from .serialize import read_json
+    from pose_pipeline.client import Client
+    from pose_pipeline.clips import BIKES, clip
+    from pose_pipeline.progress import ProgressBar
+    from pose_pipeline.serialize import read_json
 
     video = clip(BIKES, notice=notice)
     print("starting a local Ray cluster and the service ...", file=sys.stderr)
@@ -184,11 +145,11 @@ def _demo(args: argparse.Namespace) -> int:
             job = client.submit(video)
             bar = ProgressBar(video.name)
             try:
-                client.wait(job["job_id"], progress=lambda s: bar(s["progress"]["frames_done"],
-                                                                 s["progress"]["frames_total"], s["stage"]))
+                client.wait(job.job_id, progress=lambda s: bar(s.progress.frames_done, s.progress.frames_total,
+                                                               s.stage))
             finally:
                 bar.close()
-            client.download(job["job_id"], args.output)
+            client.download(job.job_id, args.output)
     finally:
         _stop()
     result = read_json(args.output)

@@ -1,16 +1,16 @@
 """Test videos written with PyAV, and ways to damage them.
 
-Plain functions, no fixtures, so that any test module can import them. By default every
-frame shows its own index as a 4x4 grid of black/white cells (``read_index`` reads it
-back), so a test can tell exactly which source frame a decoder returned.
+Plain functions, reached through the ``media`` fixture. By default every frame shows its
+own index as a 4x4 grid of black/white cells (``read_index`` reads it back), so a test can
+tell exactly which source frame a decoder returned.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Sequence
 
 import av
 import numpy as np

@@ -1,5 +1,5 @@
-"""Shared helpers of test_results, test_jobs, test_uploads and test_cli: small real videos,
-settings with small chunks, and result documents to compare. Plain functions, no fixtures."""
+"""Small real videos of people walking, settings with small chunks, and the offline
+pipeline's result to compare a service's with (the ``demo`` fixture)."""
 
 from __future__ import annotations
 

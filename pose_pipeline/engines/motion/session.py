@@ -1,0 +1,78 @@
+"""A video's session: foreground model and tracker, frame after frame, and its state as a
+small self-contained binary (a JSON header and the raw arrays)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict
+
+import numpy as np
+
+from ...errors import InternalError
+from ..base import VideoSpec
+from ..framewise import FramewiseSession
+from ..state_codec import pack_state, unpack_state
+from ..tracker import Detections, track_from_state, track_to_state
+from .blobs import BlobTracker
+from .foreground import ForegroundModel, shrink_factor, shrunk_frames
+from .options import MotionOptions
+
+ENGINE_VERSION = "1.0"
+_STATE_MAGIC = b"POSE-PIPELINE-MOTION-STATE\n"
+_STATE_FORMAT = 2
+
+
+class MotionSession(FramewiseSession):
+    engine_name = "motion engine"
+
+    def __init__(self, options: MotionOptions, video: VideoSpec, next_frame: int = 0,
+                 foreground: ForegroundModel | None = None, tracker: BlobTracker | None = None) -> None:
+        super().__init__(video, tracker or BlobTracker(options, (video.frame_width, video.frame_height)), next_frame)
+        self.options = options
+        factor = shrink_factor(video.frame_width, video.frame_height, options.work_side)
+        self.foreground = foreground or ForegroundModel(options, factor)
+
+    def images(self, frames: np.ndarray) -> Iterator[np.ndarray]:
+        return shrunk_frames(frames, self.foreground.factor)
+
+    def detect(self, frame_index: int, image: np.ndarray) -> Detections:
+        return self.foreground.detect(image)
+
+    def close(self) -> None:
+        super().close()
+        self.foreground.background = self.foreground.foreground_run = None
+
+    # --- state ------------------------------------------------------------------------------
+
+    def export_state(self) -> bytes:
+        self.check_open()
+        header = {
+            "format": _STATE_FORMAT,
+            "engine_version": ENGINE_VERSION,
+            "options": asdict(self.options),
+            "video": asdict(self.video),
+            "next_frame": self.next_frame,
+            "next_id": self.tracker.next_id,
+            "tracks": [track_to_state(t) for t in self.tracker.tracks],
+        }
+        arrays: dict[str, np.ndarray] = {}
+        foreground = self.foreground
+        if foreground.background is not None and foreground.foreground_run is not None:
+            arrays = {"background": foreground.background, "foreground_run": foreground.foreground_run}
+        return pack_state(_STATE_MAGIC, header, arrays)
+
+    @classmethod
+    def from_state(cls, state: bytes) -> MotionSession:
+        header, arrays = unpack_state(_STATE_MAGIC, state, "motion engine")
+        written_by = (header.get("format"), header.get("engine_version"))
+        if written_by != (_STATE_FORMAT, ENGINE_VERSION):
+            # Another version may track differently: continuing would mix two behaviours.
+            raise InternalError(f"the state was written by motion engine {written_by[1]!r} (state format "
+                                f"{written_by[0]!r}); this is {ENGINE_VERSION!r} (format {_STATE_FORMAT})")
+        options = MotionOptions(**header["options"])
+        video = VideoSpec(**header["video"])
+        factor = shrink_factor(video.frame_width, video.frame_height, options.work_side)
+        foreground = ForegroundModel(options, factor, arrays.get("background"), arrays.get("foreground_run"))
+        tracker = BlobTracker(options, (video.frame_width, video.frame_height),
+                              [track_from_state(d) for d in header["tracks"]], header["next_id"])
+        return cls(options, video, header["next_frame"], foreground, tracker)

@@ -1,0 +1,118 @@
+"""Fixtures of every test module: a clean environment per test, the helpers of tests/support
+(``media``, ``contract``, ``demo``, ``api``, ``serve_tools``), local Ray clusters
+(``serve_cluster``) and the API in this process (``local_api``).
+
+Tiers: ``python -m pytest -m "not slow"`` is the fast one (a developer's loop, under a
+minute); ``slow`` marks tests of several seconds and everything that starts a Ray cluster
+(``serve``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from pose_pipeline.api import create_app
+from pose_pipeline.config import ENV_PREFIX, Settings
+from pose_pipeline.service import JobService
+from pose_pipeline.stages import LocalStages
+
+import support.api
+import support.contract
+import support.media
+import support.videos
+
+#: Variables a test must not inherit from the shell that runs pytest: every setting the
+#: service reads, and the client's defaults.
+_INHERITED = (ENV_PREFIX,)
+
+
+@pytest.fixture(autouse=True)
+def clean_environ() -> Iterator[None]:
+    """Each test starts without ``POSE_PIPELINE_*`` variables and leaves the environment as
+    it found it (as httpx's test suite does), whatever it sets."""
+    original = os.environ.copy()
+    for key in [k for k in os.environ if k.startswith(_INHERITED)]:
+        del os.environ[key]
+    yield
+    os.environ.clear()
+    os.environ.update(original)
+
+
+@pytest.fixture(scope="session")
+def media() -> ModuleType:
+    """Test videos written with PyAV, and ways to damage them (tests/support/media.py)."""
+    return support.media
+
+
+@pytest.fixture(scope="session")
+def contract() -> ModuleType:
+    """``collect(outputs, holdback_frames)``: an engine's chunk outputs as per-frame people,
+    checking every correction's reach (tests/support/contract.py)."""
+    return support.contract
+
+
+@pytest.fixture(scope="session")
+def demo() -> ModuleType:
+    """Demo videos of people walking, small settings, the offline pipeline's result
+    (tests/support/videos.py)."""
+    return support.videos
+
+
+@pytest.fixture(scope="session")
+def api() -> ModuleType:
+    """The API over any ``httpx.Client`` (submit, wait for a job, poll) and the offline
+    result to compare with (tests/support/api.py; no Ray)."""
+    return support.api
+
+
+@pytest.fixture(scope="session")
+def serve_tools() -> ModuleType:
+    """The service on a local Ray cluster: ``ServeCluster`` and the HTTP helpers
+    (tests/support/serve.py; imported here, so that tests without Ray never import it)."""
+    import support.serve
+
+    return support.serve
+
+
+@pytest.fixture(scope="module")
+def serve_cluster(serve_tools: ModuleType) -> Iterator[Callable[..., Any]]:
+    """``serve_cluster(num_gpus=1, env=None)`` starts this module's local Ray cluster
+    (``support.serve.ServeCluster``), which is stopped after the module (one cluster at a
+    time per process)."""
+    started: list[Any] = []
+
+    def start(num_gpus: float = 1, env: dict[str, str] | None = None) -> Any:
+        cluster = serve_tools.ServeCluster(num_gpus=num_gpus, env=env)
+        started.append(cluster)
+        return cluster.start()
+
+    yield start
+    for cluster in started:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def local_api() -> Iterator[Callable[..., TestClient]]:
+    """``local_api(settings, **client_options)``: the HTTP API in this process, with real
+    local stages (PyAV decoding, the engine, the aggregation) on the store of ``settings``
+    (a ``Settings`` mapping; the engine is motion unless it names one), as a Starlette
+    ``TestClient`` whose lifespan runs until the end of the module."""
+    clients: list[TestClient] = []
+
+    def start(settings: dict[str, Any], **client_options: Any) -> TestClient:
+        configured = Settings.from_dict({"engine": {"name": "motion"}, **settings})
+        service = JobService(configured, LocalStages.from_settings(configured), owner=f"local-{len(clients)}")
+        client = TestClient(create_app(service), **client_options)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        client.__exit__(None, None, None)
