@@ -8,11 +8,36 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import InternalError
+
+
+@dataclass(frozen=True)
+class StateFormat:
+    """One engine's state: its magic line, and the format and engine version it was written
+    with, which a restore must match (another version may track differently: continuing
+    would mix two behaviours)."""
+
+    magic: bytes
+    format: int
+    engine_version: str
+    engine: str  # for messages: "motion engine"
+
+    def pack(self, header: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> bytes:
+        stamp = {"format": self.format, "engine_version": self.engine_version}
+        return pack_state(self.magic, {**stamp, **header}, arrays or {})
+
+    def unpack(self, state: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        header, arrays = unpack_state(self.magic, state, self.engine)
+        written_by = (header.get("format"), header.get("engine_version"))
+        if written_by != (self.format, self.engine_version):
+            raise InternalError(f"the state was written by {self.engine} {written_by[1]!r} (state format "
+                                f"{written_by[0]!r}); this is {self.engine_version!r} (format {self.format})")
+        return header, arrays
 
 
 def pack_state(magic: bytes, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:

@@ -30,7 +30,7 @@ from ...schema import EngineInfo, Person
 from ...wheels import sha256_of
 from ..base import Engine, VideoSpec
 from ..framewise import FramewiseSession
-from ..state_codec import pack_state, unpack_state
+from ..state_codec import StateFormat
 from ..tracker import Detections, TrackerOptions, track_from_state, track_to_state
 from .detector import INPUT_SIZE as DETECTOR_INPUT
 from .detector import NUM_ANCHORS, PoseDetector
@@ -46,8 +46,7 @@ from .tracking import PoseTracker, skeleton_similarity
 
 ENGINE_VERSION = "1.0"
 JOINT_FORMAT = "blazepose33"
-_STATE_MAGIC = b"POSE-PIPELINE-BLAZEPOSE-STATE\n"
-_STATE_FORMAT = 1
+_STATE = StateFormat(b"POSE-PIPELINE-BLAZEPOSE-STATE\n", 1, ENGINE_VERSION, "blazepose engine")
 _VISIBLE = 0.5  # joints at least this visible extend the person's box
 
 
@@ -87,11 +86,7 @@ class BlazePoseEngine(Engine):
 
     def restore(self, state: bytes) -> BlazePoseSession:
         """The session continues with the options it was opened with (they are in the state)."""
-        header, _ = unpack_state(_STATE_MAGIC, state, "blazepose engine")
-        written_by = (header.get("format"), header.get("engine_version"))
-        if written_by != (_STATE_FORMAT, ENGINE_VERSION):
-            raise InternalError(f"the state was written by blazepose engine {written_by[1]!r} (state format "
-                                f"{written_by[0]!r}); this is {ENGINE_VERSION!r} (format {_STATE_FORMAT})")
+        header, _ = _STATE.unpack(state)
         if header["models_sha256"] != self.models_sha256:
             raise InternalError("the state was made with other blazepose model files "
                                 f"(sha256 {header['models_sha256']}, these are {self.models_sha256})")
@@ -153,8 +148,6 @@ class BlazePoseSession(FramewiseSession):
     def export_state(self) -> bytes:
         self.check_open()
         header = {
-            "format": _STATE_FORMAT,
-            "engine_version": ENGINE_VERSION,
             "models_sha256": self.engine.models_sha256,
             "options": self.options.to_dict(),
             "video": asdict(self.video),
@@ -163,7 +156,7 @@ class BlazePoseSession(FramewiseSession):
             "tracks": [track_to_state(t) for t in self.tracker.tracks],
             "regions": [r.as_list() for r in self.regions],
         }
-        return pack_state(_STATE_MAGIC, header, {})
+        return _STATE.pack(header)
 
 
 def person_box(pose: PoseLandmarks, width: int, height: int) -> np.ndarray | None:

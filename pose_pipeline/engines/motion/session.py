@@ -8,18 +8,16 @@ from dataclasses import asdict
 
 import numpy as np
 
-from ...errors import InternalError
 from ..base import VideoSpec
 from ..framewise import FramewiseSession
-from ..state_codec import pack_state, unpack_state
+from ..state_codec import StateFormat
 from ..tracker import Detections, track_from_state, track_to_state
 from .blobs import BlobTracker
 from .foreground import ForegroundModel, shrink_factor, shrunk_frames
 from .options import MotionOptions
 
 ENGINE_VERSION = "1.0"
-_STATE_MAGIC = b"POSE-PIPELINE-MOTION-STATE\n"
-_STATE_FORMAT = 2
+_STATE = StateFormat(b"POSE-PIPELINE-MOTION-STATE\n", 2, ENGINE_VERSION, "motion engine")
 
 
 class MotionSession(FramewiseSession):
@@ -47,8 +45,6 @@ class MotionSession(FramewiseSession):
     def export_state(self) -> bytes:
         self.check_open()
         header = {
-            "format": _STATE_FORMAT,
-            "engine_version": ENGINE_VERSION,
             "options": asdict(self.options),
             "video": asdict(self.video),
             "next_frame": self.next_frame,
@@ -59,16 +55,11 @@ class MotionSession(FramewiseSession):
         foreground = self.foreground
         if foreground.background is not None and foreground.foreground_run is not None:
             arrays = {"background": foreground.background, "foreground_run": foreground.foreground_run}
-        return pack_state(_STATE_MAGIC, header, arrays)
+        return _STATE.pack(header, arrays)
 
     @classmethod
     def from_state(cls, state: bytes) -> MotionSession:
-        header, arrays = unpack_state(_STATE_MAGIC, state, "motion engine")
-        written_by = (header.get("format"), header.get("engine_version"))
-        if written_by != (_STATE_FORMAT, ENGINE_VERSION):
-            # Another version may track differently: continuing would mix two behaviours.
-            raise InternalError(f"the state was written by motion engine {written_by[1]!r} (state format "
-                                f"{written_by[0]!r}); this is {ENGINE_VERSION!r} (format {_STATE_FORMAT})")
+        header, arrays = _STATE.unpack(state)
         options = MotionOptions(**header["options"])
         video = VideoSpec(**header["video"])
         factor = shrink_factor(video.frame_width, video.frame_height, options.work_side)
