@@ -1,14 +1,16 @@
 """Overlay memory bounded: peak RSS (VmHWM) of ``render_overlay`` (decode in chunks, draw,
 encode an H.264 MP4, the result JSON read frame by frame) for a 10-minute video against a
 30-second one of the same size, each in a fresh process; a process that only decodes the same
-video in the same chunks is the baseline.
+video in the same chunks is the baseline. The render runs as the aggregation stage runs it for
+``formats=...,mp4`` (``AggregationStage.render_overlay``): chunks of
+``stages.OVERLAY_CHUNK_BYTES``, one FFmpeg thread, one x264 thread.
 
 Videos: the synthetic walking people of ``pose_pipeline.synthetic`` (cached under
 bench/out/videos/, shared with bench/memory.py), 640x360 at 15 fps: 450 and 9000 frames. Their
 results: each figure's ground-truth box, and a standing 33-joint skeleton in it, as the
 blazepose engine would give; every 7th frame the box is a prediction without joints. Chunks of
-64 MiB (serve_config.cpu.yaml's decode.chunk_bytes: 97 frames). Runs alternate (short, long);
-medians. Target: the long video's peak within 1.1x of the short one's.
+32 MiB (48 frames). Runs alternate (short, long); medians. Target: the long video's peak within
+1.1x of the short one's. The wall times give the render's cost (frames per second on one core).
 
     python bench/overlay_memory.py [--quick] [--repeats N]
 """
@@ -26,12 +28,13 @@ from overlay_speed import standing_joints
 
 from pose_pipeline.schema import EngineInfo, Frame, Person, Processing, ResultHeader
 from pose_pipeline.serialize import JsonWriter
+from pose_pipeline.stages import OVERLAY_CHUNK_BYTES
 from pose_pipeline.synthetic import Renderer, demo_scene
 from pose_pipeline.video import probe
 
 import common
 
-CHUNK_BYTES = 64 * 2**20
+CHUNK_BYTES = OVERLAY_CHUNK_BYTES
 # Quick: small chunks, so that the short video too fills several (a video shorter than one
 # chunk touches less of the chunk buffer and shows a lower peak, whatever its length).
 QUICK_CHUNK_BYTES = 8 * 2**20
@@ -47,11 +50,13 @@ from pose_pipeline.video import ChunkDecoder, DecodeOptions, probe
 mode, video, result, out, chunk_bytes = sys.argv[1:6]
 started = time.perf_counter()
 if mode == "overlay":
-    stats = render_overlay(video, result, out, chunk_bytes=int(chunk_bytes), encoder=EncoderOptions(threads=1))
+    stats = render_overlay(video, result, out, chunk_bytes=int(chunk_bytes), encoder=EncoderOptions(threads=1),
+                           decode_threads=1)
     frames = stats.frames
 else:
     frames = 0
-    with ChunkDecoder(video, probe(video), DecodeOptions(chunk_bytes=int(chunk_bytes)), reuse_buffer=True) as decoder:
+    with ChunkDecoder(video, probe(video), DecodeOptions(chunk_bytes=int(chunk_bytes), threads=1),
+                      reuse_buffer=True) as decoder:
         for chunk in decoder:
             frames += len(chunk)
 print(json.dumps({{"peak_rss_bytes": common.peak_rss_bytes(os.getpid()), "frames": frames,

@@ -33,6 +33,3 @@ class Aggregation:
         log.info("result written", extra={"pose_job_id": job_id, "stage": "aggregation", "result_bytes": sizes,
                                           "duration_s": round(time.perf_counter() - started, 3)})
         return sizes
-
-    def ping(self) -> bool:
-        return True

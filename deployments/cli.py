@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from pose_pipeline.cli_common import notice
+from pose_pipeline.config import CONFIG_ENV
 
 
 def add_commands(commands: Any) -> None:
@@ -100,7 +101,16 @@ def start(serve_config: Path | None, host: str, port: int, num_gpus: float | Non
               logging_config=config.logging_config)
 
 
+def use_config_file(args: argparse.Namespace) -> None:
+    """``pose-pipeline --config FILE serve``: FILE is the service's settings file, as
+    ``$POSE_PIPELINE_CONFIG`` is (docs/configuration.md). Set as that variable, it is read
+    where the application is built (this process) and inherited by the Ray processes."""
+    if getattr(args, "config", None):
+        os.environ[CONFIG_ENV] = str(Path(args.config).expanduser().resolve())
+
+
 def _serve(args: argparse.Namespace) -> int:
+    use_config_file(args)
     try:
         start(args.serve_config, args.host, args.port, args.num_gpus)
         url = f"http://{args.host}:{args.port}"
@@ -137,6 +147,7 @@ def _demo(args: argparse.Namespace) -> int:
     from pose_pipeline.progress import ProgressBar
     from pose_pipeline.serialize import read_json
 
+    use_config_file(args)
     video = clip(BIKES, notice=notice)
     print("starting a local Ray cluster and the service ...", file=sys.stderr)
     try:

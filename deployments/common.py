@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from pose_pipeline.config import Settings
-from pose_pipeline.store import JobStore, LocalJobStore
+from pose_pipeline import store
+from pose_pipeline.store import JobStore
 
 # Serve writes this logger to the replica's log file (JSON with serve_config.yaml's
 # logging_config), with ``extra`` fields such as job_id and code as top-level keys.
@@ -22,4 +23,4 @@ def settings_from_args(args: Mapping[str, Any] | None) -> Settings:
 
 
 def open_store(settings: Settings) -> JobStore:
-    return LocalJobStore(settings.store.root)
+    return store.open_store(settings.store)

@@ -68,6 +68,3 @@ class Decode:
         ref = ray.put(decoded)  # a copy: the decoder reuses its buffer for the job's next chunk
         self.metrics.chunk_done("decode", len(decoded.chunk), time.perf_counter() - started)
         return ChunkRef(ref, decoded.cursor, decoded.is_last)
-
-    def ping(self) -> bool:
-        return True

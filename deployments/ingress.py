@@ -19,10 +19,14 @@ import ray
 from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
+from ray.serve.schema import ReplicaState
 
+from pose_pipeline import errors
 from pose_pipeline.api import create_app
 from pose_pipeline.chunks import ChunkReceipt, ChunkTask, Decoded
 from pose_pipeline.config import Settings
+from pose_pipeline.errors import NotReady
+from pose_pipeline.replicas import ReplicaBoard
 from pose_pipeline.service import JobService
 from pose_pipeline.video import VideoProbe
 
@@ -38,8 +42,10 @@ class RayStages:
     Tracking and aggregation are chained, so a chunk's output goes to aggregation without
     passing here."""
 
-    def __init__(self, decode: DeploymentHandle, tracking: DeploymentHandle, aggregation: DeploymentHandle):
+    def __init__(self, decode: DeploymentHandle, tracking: DeploymentHandle, aggregation: DeploymentHandle,
+                 board: ReplicaBoard | None = None, app_name: str = "") -> None:
         self.decoding, self.tracking, self.aggregation = decode, tracking, aggregation
+        self.board, self.app_name = board, app_name
 
     async def probe(self, path: Path) -> VideoProbe:
         return await _reply(self.decoding.probe.remote(str(path)))
@@ -55,8 +61,33 @@ class RayStages:
         return await _reply(self.aggregation.finalize.remote(job_id))
 
     def readiness_checks(self) -> Mapping[str, Awaitable[Any]]:
-        return {"Decode": _reply(self.decoding.ping.remote()), "Tracking": _reply(self.tracking.ready.remote()),
-                "Aggregation": _reply(self.aggregation.ping.remote())}
+        """From Serve's status of the application (the controller's, not a request to any
+        replica) and the reports the Tracking replicas record (engine loaded or why not):
+        nothing here waits in a replica's request queue behind the work."""
+        status = asyncio.ensure_future(asyncio.to_thread(self._deployments))
+        return {name: self._ready(name, status) for name in ("Decode", "Tracking", "Aggregation")}
+
+    def _deployments(self) -> Mapping[str, Any]:
+        return serve.status().applications[self.app_name].deployments
+
+    async def _ready(self, name: str, status: asyncio.Future[Mapping[str, Any]]) -> Any:
+        deployment = (await status).get(name)
+        if deployment is None:
+            raise NotReady(f"Serve does not know the deployment {name}")
+        running = sum(n for state, n in deployment.replica_states.items() if state == ReplicaState.RUNNING)
+        if not running:
+            raise NotReady(f"no replica is running ({deployment.status}: {deployment.message or 'starting'})",
+                           deployments={name: {"status": str(deployment.status),
+                                               "replicas": {str(k): v for k, v in deployment.replica_states.items()}}})
+        if name != "Tracking":
+            return True
+        reports = self.board.reports(f"{self.app_name}.Tracking") if self.board is not None else []
+        loaded = [report for report in reports if report.ready]
+        if loaded:
+            return loaded[0].engine
+        if reports and reports[0].error is not None:
+            raise errors.from_dict(reports[0].error)  # e.g. engine_unavailable, naming what is missing
+        raise NotReady(f"{running} replica(s) running, none has reported its engine loaded yet")
 
 
 async def _reply(response: DeploymentResponse[Any] | DeploymentResponseGenerator[Any],
@@ -81,8 +112,10 @@ class Ingress:
                  aggregation: DeploymentHandle) -> None:
         owner = f"ingress-{ray.get_runtime_context().get_actor_id()}"  # runner_death_cause reads it back
         observer = MetricsObserver(Metrics.create(), open_store(settings))
-        self.service = JobService(settings, RayStages(decode, tracking, aggregation), owner, observer=observer,
-                                  death_cause=runner_death_cause, log=log)
+        stages = RayStages(decode, tracking, aggregation, ReplicaBoard(settings.store.root),
+                           serve.get_replica_context().app_name)
+        self.service = JobService(settings, stages, owner, observer=observer, death_cause=runner_death_cause,
+                                  log=log)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """The app Serve mounts, once the service exists; its lifespan starts the service."""

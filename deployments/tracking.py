@@ -12,9 +12,9 @@ replica in a restart loop: the replica stays up, reports the reason from ``ready
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from typing import Any
 
 import ray
 import torch
@@ -26,6 +26,7 @@ from pose_pipeline.engines import EngineRegistry
 from pose_pipeline.engines.gpu import cap_memory
 from pose_pipeline.errors import EngineUnavailable, GpuOutOfMemory, HostOutOfMemory, PipelineError
 from pose_pipeline.memguard import MemoryGuard
+from pose_pipeline.replicas import ReplicaBoard, ReplicaReport
 from pose_pipeline.stages import TrackingStage
 
 from .common import log, open_store
@@ -57,6 +58,19 @@ class Tracking:
                       extra={"stage": "tracking", "code": exc.code})
         self.stage = None if engine is None else \
             TrackingStage(engine, open_store(settings), MemoryGuard(settings.tracking.memory_limit_bytes))
+        # /readyz reads this, not a call through the request queue (pose_pipeline/replicas.py).
+        self.board = ReplicaBoard(settings.store.root)
+        context = serve.get_replica_context()
+        # Named by application too: two applications may share a store root.
+        self.deployment, self.replica = f"{context.app_name}.Tracking", context.replica_id.unique_id
+        self._report()
+
+    def _report(self) -> None:
+        ready = self.stage is not None
+        self.board.record(ReplicaReport(
+            deployment=self.deployment, replica=self.replica, ready=ready, pid=os.getpid(), updated_at=time.time(),
+            engine=self.stage.engine.info.to_dict() if self.stage is not None else None,
+            error=None if ready or self.engine_error is None else self.engine_error.to_dict()))
 
     def _ready_stage(self) -> TrackingStage:
         if self.stage is None:
@@ -94,10 +108,6 @@ class Tracking:
             self.metrics.gpu_memory_peak.set(torch.cuda.max_memory_allocated())
         return tracked
 
-    def ready(self) -> dict[str, Any]:
-        """The engine's description; raises the load error while the engine is unavailable."""
-        return self._ready_stage().engine.info.to_dict()
-
     def check_health(self) -> None:
         # A chunk running past its deadline means a hung engine (or CUDA): fail the check so
         # that Serve replaces this replica; the job's runner has already retried elsewhere.
@@ -107,5 +117,6 @@ class Tracking:
             raise RuntimeError(f"a chunk has been running for more than {limit:.0f} s (jobs.chunk_timeout_s)")
         if self.stage is not None:
             self.stage.engine.check_health()
+        self._report()  # a heartbeat: Serve calls this beside the request queue, busy or not
 
 

@@ -1,6 +1,12 @@
 """Merging chunk outputs into a result: apply back-filled corrections, scale pixel
-quantities from decoded frames to source pixels, summarise tracks, hand finished frames
-to the writers.
+quantities from decoded frames to source pixels, smooth (``smooth=``, the parameters the
+header's ``processing.smoothing`` records), summarise tracks, hand finished frames to the
+writers.
+
+The smoother sees the finished frames in order, from the first chunk to the last, in the one
+process that assembles the result (the aggregation's finalize, or the offline run): chunked
+processing gives exactly the smoothed result of a whole-video run, and no smoothing state
+crosses a checkpoint.
 
 Memory is bounded by the engine's hold-back window: a frame is written as soon as no
 later correction can reach it, so a ten-minute video is never held whole.
@@ -15,6 +21,7 @@ from .engines.base import ChunkOutput
 from .errors import InternalError
 from .schema import Frame, Person, ResultHeader, TrackSummary, TrackTally
 from .serialize import ResultWriter
+from .smoothing import Smoother, SmoothingOptions
 
 
 class ResultAssembler:
@@ -26,6 +33,8 @@ class ResultAssembler:
         self._pending: deque[Frame] = deque()
         self._tracks = TrackTally()
         self._next_chunk = 0
+        smoothing = SmoothingOptions.from_dict(processing.smoothing)
+        self._smoother = Smoother(smoothing, header.processed_fps) if smoothing.enabled else None
         self.frames_written = 0
         writer.begin(header)
 
@@ -62,9 +71,12 @@ class ResultAssembler:
 
     def _emit(self, frame: Frame) -> None:
         people = tuple(p.scaled(*self._scale) for p in sorted(frame.people, key=lambda p: p.track_id))
-        scaled = Frame(frame.index, frame.source_index, frame.time_s, people)
-        self._tracks.add(scaled)
-        self._writer.frame(scaled)
+        # Smoothed in source pixels (the box heights the filter divides pixel speeds by).
+        finished = Frame(frame.index, frame.source_index, frame.time_s, people)
+        if self._smoother is not None:
+            finished = self._smoother.apply(finished)
+        self._tracks.add(finished)
+        self._writer.frame(finished)
         self.frames_written += 1
 
 

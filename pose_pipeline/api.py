@@ -20,16 +20,19 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
-from . import __version__
-from .errors import RETRY_AFTER_S, InternalError, InvalidOption, Overloaded, PipelineError, from_dict
+from . import __version__, viewer
+from .errors import (RETRY_AFTER_S, InternalError, InvalidOption, InvalidRequest, Overloaded, PipelineError,
+                     from_dict)
+from .listing import JobQuery, whole_number
 from .serialize import MEDIA_TYPES
 from .service import JobService, ResultFile
 from .store import JobRecord, JobState
 from .uploads import Upload
-from .views import ErrorBody, JobView, ReadyView, UploadDeleted, UploadView, readiness_json
+from .views import (ErrorBody, FramesPage, JobList, JobView, MediaTokenView, ReadyView, Timeline, UploadDeleted,
+                    UploadView, readiness_json)
 
 _FRAMEWORK_CODES = {404: "not_found", 405: "method_not_allowed"}
 _ERRORS: dict[int | str, dict[str, Any]] = {"default": {"model": ErrorBody, "description": "an error (docs/api.md)"}}
@@ -46,6 +49,36 @@ def _error_json(body: dict[str, Any], exc: PipelineError) -> JSONResponse:
         after = exc.retry_after_s if isinstance(exc, Overloaded) and exc.retry_after_s else RETRY_AFTER_S
         headers = {"Retry-After": str(after)}
     return JSONResponse({"error": body}, status_code=exc.status, headers=headers)
+
+
+def content_length(request: Request) -> int | None:
+    """The request's ``Content-Length``, if it has one; ``InvalidRequest`` if it is not a
+    number of bytes (the server in front may not have checked it)."""
+    length = request.headers.get("content-length")
+    if length is None:
+        return None
+    if not length.isascii() or not length.strip().isdigit():
+        raise InvalidRequest(f"Content-Length must be a number of bytes, not {length[:40]!r}")
+    return int(length)
+
+
+#: The viewer's files may load nothing but the service's own: no CDN, no inline code, no frames.
+_VIEWER_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                               "media-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+                               "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",  # revalidated, so that a new version of the service shows at once
+}
+
+
+def _viewer_file(name: str) -> Response:
+    try:
+        content = viewer.asset(name)
+    except KeyError:
+        raise HTTPException(404, f"no viewer file {name!r}") from None
+    return Response(content, media_type=viewer.ASSETS[name], headers=_VIEWER_HEADERS)
 
 
 def create_app(service: JobService) -> FastAPI:
@@ -84,9 +117,8 @@ def create_app(service: JobService) -> FastAPI:
         if upload_id:
             upload = await service.take_parts(upload_id, request.stream())
         else:
-            length = request.headers.get("content-length")
             upload = await service.receive(request.stream(), request.headers.get("content-type", ""),
-                                           int(length) if length else None)
+                                           content_length(request))
         return await service.create(upload, query, filename=filename, result_format=result_format)
 
     def job_json(record: JobRecord, request: Request, status_code: int = 200, **extra: Any) -> JSONResponse:
@@ -143,11 +175,57 @@ def create_app(service: JobService) -> FastAPI:
 
     @app.delete("/v1/jobs/{job_id}", dependencies=auth, response_model=JobView)
     async def delete(job_id: str, request: Request) -> JSONResponse:
-        """Cancel a job that has not ended and delete its files; its record stays until it
-        expires, so that its state can still be read. A job that had already ended is
-        deleted entirely (404 afterwards)."""
-        record, deleted = await service.cancel(job_id)
-        return job_json(record, request, **({"deleted": True} if deleted else {}))
+        """Cancel a job that has not ended and delete its files (a job that had ended keeps
+        its state); the record stays until it expires, so that its state can still be read.
+        Idempotent."""
+        return job_json(await service.cancel(job_id), request)
+
+    @app.get("/v1/jobs", dependencies=auth, response_model=JobList)
+    async def list_jobs(request: Request, limit: str | None = None, cursor: str | None = None,
+                        state: str | None = None) -> JSONResponse:
+        """The jobs, newest first, a page at a time (``limit``, default 50, at most 500; pass
+        ``next_cursor`` back as ``cursor``), optionally only those in ``state`` (comma-separated)."""
+        page = service.list_page(JobQuery.parse(limit, cursor, state), base_url(request))
+        return JSONResponse(page.to_json())
+
+    # --- the viewer: a page in the browser, and what it reads --------------------------------
+
+    @app.get("/v1/jobs/{job_id}/viewer", response_class=HTMLResponse)
+    async def viewer_page(job_id: str) -> Response:
+        """The job's viewer page. No auth: a browser cannot send the bearer header when it
+        opens a page; the page holds no job data and asks for the token to read it."""
+        service.get(job_id)  # 404 for an unknown job (ids are random: this tells nothing)
+        return _viewer_file(viewer.PAGE)
+
+    @app.get("/v1/viewer/{name}", include_in_schema=False)
+    async def viewer_asset(name: str) -> Response:
+        return _viewer_file(name)
+
+    @app.get("/v1/jobs/{job_id}/frames", dependencies=auth, response_model=FramesPage)
+    async def frames(job_id: str, start: str | None = None, count: str | None = None) -> JSONResponse:
+        """Frames ``start`` .. ``start + count - 1`` of the result (``count`` default 256, capped
+        at 1000), each as in the result JSON."""
+        first = whole_number(start, "start", default=0, minimum=0)
+        many = whole_number(count, "count", default=256, minimum=1)
+        return JSONResponse((await service.frames(job_id, first, many)).to_json())
+
+    @app.get("/v1/jobs/{job_id}/tracks", dependencies=auth, response_model=Timeline)
+    async def tracks(job_id: str) -> JSONResponse:
+        """Per track, the runs of frames in which it appears (the viewer's timeline)."""
+        return JSONResponse((await service.timeline(job_id)).to_json())
+
+    @app.post("/v1/jobs/{job_id}/media-token", dependencies=auth, response_model=MediaTokenView)
+    async def media_token(job_id: str) -> JSONResponse:
+        """A short-lived token for this job's video URL (``?media_token=``), for a <video>
+        element, which cannot send the bearer header."""
+        return JSONResponse(service.media_token(job_id).to_json())
+
+    @app.get("/v1/jobs/{job_id}/video", response_class=FileResponse)
+    async def video(job_id: str, request: Request, media_token: str | None = None) -> FileResponse:
+        """The uploaded video (HTTP ranges), with the bearer header or a media token."""
+        upload = service.video(job_id, request.headers.get("authorization", ""), media_token)
+        return FileResponse(upload.path, media_type=upload.media_type, filename=upload.filename,
+                            content_disposition_type="inline", headers={"X-Job-Id": job_id, "Cache-Control": "private"})
 
     # --- uploads in parts ------------------------------------------------------------------
 
@@ -161,8 +239,7 @@ def create_app(service: JobService) -> FastAPI:
     @app.put("/v1/uploads/{upload_id}", dependencies=auth, response_model=UploadView)
     async def upload_part(upload_id: str, request: Request, offset: int) -> dict[str, Any]:
         """Append the body as the part that starts at byte ``offset``."""
-        length = request.headers.get("content-length")
-        upload = await service.append_part(upload_id, offset, request.stream(), int(length) if length else None)
+        upload = await service.append_part(upload_id, offset, request.stream(), content_length(request))
         return service.upload_view(upload, base_url(request)).to_json()
 
     @app.get("/v1/uploads/{upload_id}", dependencies=auth, response_model=UploadView)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .engines.base import ChunkOutput
-from .schema import CameraModel, EngineInfo
+from .schema import BodyModel, CameraModel, EngineInfo
 from .video import DecodeCursor, DecodeOptions, FrameChunk, VideoProbe
 
 
@@ -32,6 +32,8 @@ class ChunkTask:
     engine: str
     filename: str
     attempt: int = 0
+    #: People carry their mesh vertices (``include=vertices``).
+    vertices: bool = False
 
 
 class Decoded(Protocol):
@@ -76,6 +78,8 @@ class TrackedChunk:
     camera: CameraModel | None
     holdback_frames: int
     timings: dict[str, float]
+    #: The engine's body model, sent with the first chunk only (its faces are 165 kB).
+    body_model: BodyModel | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,6 +90,8 @@ class StoredChunk:
     engine: EngineInfo
     camera: CameraModel | None
     holdback_frames: int
+    #: The engine's body model (the first chunk's; None in the others).
+    body_model: BodyModel | None = None
 
 
 @dataclass(frozen=True)

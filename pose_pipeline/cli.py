@@ -46,8 +46,11 @@ def _parser() -> argparse.ArgumentParser:
 
     track = commands.add_parser("track", help="track the people in a video, in this process (no Ray)")
     track.add_argument("video", type=Path)
-    track.add_argument("-o", "--output", type=Path, required=True, help="result file (.json or .npz)")
-    track.add_argument("--format", choices=["json", "npz"], help="default: from the output's suffix")
+    track.add_argument("-o", "--output", type=Path, required=True,
+                       help="result file (.json, .npz, or .bvh: one track's BVH, a .zip of several)")
+    track.add_argument("--format", choices=["json", "npz", "bvh"], help="default: from the output's suffix")
+    track.add_argument("--overlay", type=Path, metavar="OUT.mp4",
+                       help="also write the video with the result drawn on it (H.264 MP4 at the processed size)")
     add_job_options(track)
     track.set_defaults(run=_track)
 
@@ -85,28 +88,46 @@ def _track(args: argparse.Namespace) -> int:
     from .progress import ProgressBar
     from .serialize import ResultFiles
 
+    from .engines.registry import provides_smpl
+
     settings = Settings.load(args.config)
-    fmt = args.format or ("npz" if args.output.suffix == ".npz" else "json")
+    suffix = args.output.suffix
+    fmt = args.format or _SUFFIX_FORMATS.get(suffix, "json")
     options = job_options(args, formats=fmt)
     if not args.video.is_file():
         return no_such_file(args.video)
     if options.engine not in (None, settings.engine.name):  # the engine's options belong to the configured one
         settings = Settings.from_dict({**settings.model_dump(), "engine": {"name": options.engine}})
+    options.require_smpl(settings.engine.name, provides_smpl(settings.engine.name, settings.engine.options))
     ensure_models(settings, notice)
     engine = EngineRegistry().create(settings.engine.name, settings.engine.options)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    files = ResultFiles(args.output.parent, [fmt], stem=args.output.name.removesuffix(f".{fmt}"))
+    stem = args.output.name.removesuffix(".zip" if fmt == "bvh" and suffix == ".zip" else f".{fmt}")
+    files = ResultFiles(args.output.parent, [fmt], stem=stem)
+    if args.overlay:
+        args.overlay.parent.mkdir(parents=True, exist_ok=True)
     bar = ProgressBar(args.video.name)
     try:
-        tracks = track_file(args.video, engine, settings, options, files, progress=bar)
+        tracks = track_file(args.video, engine, settings, options, files, progress=bar, overlay=args.overlay)
     except BaseException:
         files.abort()
         raise
     finally:
         bar.close()
         engine.close()
-    print(f"{args.output}: {len(tracks)} tracks", file=sys.stderr)
+    written = files.paths[fmt]
+    if fmt == "bvh":  # the suffix says what it holds: one track's BVH, or a zip of several (or none)
+        from .export.bvh import is_zip
+
+        if is_zip(written):
+            written = written.replace(written.with_suffix(".zip"))
+    print(f"{written}: {len(tracks)} tracks", file=sys.stderr)
+    if args.overlay:
+        print(f"{args.overlay}: written", file=sys.stderr)
     return 0
+
+
+_SUFFIX_FORMATS = {".npz": "npz", ".bvh": "bvh", ".zip": "bvh"}
 
 
 def _probe(args: argparse.Namespace) -> int:

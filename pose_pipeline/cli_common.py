@@ -10,7 +10,7 @@ from typing import Any
 from .options import JobOptions
 
 EXIT_BAD_INPUT, EXIT_FAILURE = 2, 1
-_JOB_OPTIONS = ("engine", "fps", "max_side", "start_s", "end_s")
+_JOB_OPTIONS = ("engine", "fps", "max_side", "start_s", "end_s", "smooth", "include")
 
 
 def add_job_options(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +19,10 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-side", type=int, help="downscale frames to this longest side")
     parser.add_argument("--start", type=float, dest="start_s", help="start time in seconds")
     parser.add_argument("--end", type=float, dest="end_s", help="end time in seconds")
+    parser.add_argument("--smooth", metavar="PRESET", help="temporal smoothing: off, light, medium, strong, or a "
+                        "JSON object of parameters (docs/result-schema.md, Temporal smoothing)")
+    parser.add_argument("--include", metavar="WHAT", help="optional outputs, comma-separated: vertices (SMPL mesh, "
+                        "engines with SMPL), json_vertices (in the JSON too)")
 
 
 def job_options(args: argparse.Namespace, **extra: Any) -> JobOptions:

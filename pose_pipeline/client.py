@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
 
 from .errors import UploadConflict, from_dict
-from .views import JobView, UploadView
+from .views import JobList, JobView, UploadView
 
 _UPLOAD_PIECE = 1024 * 1024
 #: Files larger than this go up in parts (bounded memory on the server, resumable).
@@ -56,8 +56,11 @@ class Client:
         after each part)."""
         path = Path(video)
         params = {k: v for k, v in options.items() if v is not None}
-        if "formats" in params and not isinstance(params["formats"], str):
-            params["formats"] = ",".join(params["formats"])
+        for name in ("formats", "include"):
+            if name in params and not isinstance(params[name], str):
+                params[name] = ",".join(params[name])
+        if isinstance(params.get("smooth"), dict):  # an object of parameters travels as JSON text
+            params["smooth"] = json.dumps(params["smooth"])
         if path.stat().st_size > part_bytes:
             upload = self.upload_parts(path, part_bytes, progress)
             return JobView.model_validate(_json(self._http.post("/v1/jobs", params={**params, "upload": upload.id})))
@@ -101,6 +104,25 @@ class Client:
     def status(self, job_id: str) -> JobView:
         return JobView.model_validate(_json(self._http.get(f"/v1/jobs/{job_id}")))
 
+    def jobs(self, *, limit: int | None = None, state: str | Iterable[str] | None = None,
+             cursor: str | None = None) -> JobList:
+        """One page of the job list, newest first: ``state`` one state or several; pass the
+        page's ``next_cursor`` as ``cursor`` for the next one."""
+        if state is not None and not isinstance(state, str):
+            state = ",".join(state)
+        params = {k: v for k, v in {"limit": limit, "state": state, "cursor": cursor}.items() if v is not None}
+        return JobList.model_validate(_json(self._http.get("/v1/jobs", params=params)))
+
+    def iter_jobs(self, *, state: str | Iterable[str] | None = None, page_size: int = 100) -> Iterator[JobView]:
+        """Every job (in ``state``), newest first, a page at a time."""
+        cursor = None
+        while True:
+            page = self.jobs(limit=page_size, state=state, cursor=cursor)
+            yield from page.jobs
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
     def events(self, job_id: str) -> Iterator[JobView]:
         """Status snapshots as the job progresses (Server-Sent Events), until it ends."""
         with self._http.stream("GET", f"/v1/jobs/{job_id}/events", timeout=None) as response:
@@ -124,8 +146,10 @@ class Client:
         return status
 
     def download(self, job_id: str, dest: str | os.PathLike[str], fmt: str | None = None) -> Path:
+        """Write a result file to ``dest``; ``fmt`` by default from its suffix (``.npz``, the
+        overlay video ``.mp4``, else ``json``)."""
         dest = Path(dest)
-        fmt = fmt or ("npz" if dest.suffix == ".npz" else "json")
+        fmt = fmt or {".npz": "npz", ".mp4": "mp4"}.get(dest.suffix, "json")
         with self._http.stream("GET", f"/v1/jobs/{job_id}/result", params={"format": fmt}) as response:
             if response.status_code != 200:
                 response.read()

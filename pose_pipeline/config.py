@@ -53,7 +53,9 @@ class Limits(_Section):
         "longer videos get `422 duration_too_long` (the whole video's duration, whatever `end_s`)"))
     allowed_codecs: tuple[str, ...] = Field(
         ("h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg", "prores", "mpeg2video", "theora"),
-        description="FFmpeg decoder names; others get `415 unsupported_codec` before any work starts")
+        description=("FFmpeg decoder names; others get `415 unsupported_codec` before any work starts, with the "
+                     "`ffmpeg` command that re-encodes the file to H.264. Legacy codecs (`msmpeg4`, `wmv2`, `h263`, "
+                     "`flv`, ...) are left out on purpose: see [Codecs](#codecs)"))
 
 
 class DecodeSettings(_Section):
@@ -130,6 +132,12 @@ class StoreSettings(_Section):
         "job records (SQLite), uploads (`spool/`), chunk checkpoints and results (`jobs/<id>/`). On a cluster "
         "it must be a volume every node mounts at the same path"),
         json_schema_extra={"doc_default": "`$XDG_DATA_HOME/pose-pipeline`, else `~/.local/share/pose-pipeline`"})
+    database: str | None = Field(None, description=(
+        "PostgreSQL connection string (`postgresql://user:password@host:5432/dbname`, or libpq's `key=value` "
+        "form) for the job records, leases and attempts, shared by several ingress replicas; the files stay "
+        "under `root`. Needs the `postgres` extra (psycopg). On KubeRay, from a Secret: "
+        "`POSE_PIPELINE_STORE__DATABASE` ([operations.md](operations.md#kubernetes-kuberay)). null: SQLite in "
+        "`root` (one ingress replica)"))
 
 
 class AuthSettings(_Section):
@@ -137,6 +145,10 @@ class AuthSettings(_Section):
 
     tokens: tuple[str, ...] = Field((), description=(
         "bearer tokens accepted on `/v1/...`; empty: no authentication ([api.md](api.md#authentication))"))
+    media_token_ttl_s: float = Field(3600.0, gt=0, description=(
+        "lifetime of a media token (`POST /v1/jobs/{id}/media-token`), with which the viewer's `<video>` element "
+        "loads the job's video without the bearer header; never past the job's `expires_at`. The viewer renews it "
+        "before it expires"))
 
 
 class Settings(_Section):

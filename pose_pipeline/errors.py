@@ -140,6 +140,19 @@ class UnsupportedCodec(VideoError):
     code, status = "unsupported_codec", 415
 
     codec: str | None = dataclasses.field(default=None, kw_only=True)
+    #: The ``ffmpeg`` command that re-encodes the file to H.264 (also in the message).
+    command: str | None = dataclasses.field(default=None, kw_only=True)
+
+
+@dataclass(eq=False)
+class StillImage(VideoError):
+    """A still image (JPEG, PNG, ...) sent as a video: refused rather than tracked as a video
+    of one frame, which is rarely what the client meant."""
+
+    code, status = "still_image", 415
+
+    #: FFmpeg's name of the image format (``jpeg_pipe``, ``png_pipe``, ``image2``, ...).
+    container: str | None = dataclasses.field(default=None, kw_only=True)
 
 
 @dataclass(eq=False)
@@ -257,6 +270,13 @@ class HostOutOfMemory(RetryableError):
     used_bytes: int | None = dataclasses.field(default=None, kw_only=True)
     limit_bytes: int | None = dataclasses.field(default=None, kw_only=True)
     ray_error: str | None = dataclasses.field(default=None, kw_only=True)
+
+
+class StoreUnavailable(RetryableError):
+    """The job store's database (PostgreSQL, ``store.database``) cannot be reached, or its
+    driver is not installed."""
+
+    code, status = "store_unavailable", 503
 
 
 @dataclass(eq=False)

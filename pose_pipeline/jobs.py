@@ -214,7 +214,8 @@ class JobRunner:
         try:
             while not is_last:
                 task = ChunkTask(job_id=job_id, chunk_index=record.chunks_done, cursor=cursor, video=video,
-                                 decoding=decoding, engine=record.engine, filename=record.filename)
+                                 decoding=decoding, engine=record.engine, filename=record.filename,
+                                 vertices=record.options.vertices)
                 if ahead is not None and (ahead.task.chunk_index, ahead.task.cursor) != (task.chunk_index, cursor):
                     ahead.discard()
                     ahead = None
@@ -226,8 +227,24 @@ class JobRunner:
             if ahead is not None:
                 ahead.discard()
         record = self.store.update(job_id, stage="aggregation")
-        results = await self.stages.finalize(job_id)
+        results = await self._finalize(job_id)
         self.store.update(job_id, results=results)
+
+    async def _finalize(self, job_id: str) -> dict[str, int]:
+        """Write the result files, again after a retryable failure (an aggregation replica that
+        died, e.g. while rendering a long overlay MP4): finalizing reads only committed chunks
+        and publishes each file whole, so a second run starts from scratch and loses nothing."""
+        attempt = 0
+        while True:
+            try:
+                return await self.stages.finalize(job_id)
+            except PipelineError as error:
+                if not error.retryable or attempt == self.settings.max_chunk_retries:
+                    raise
+                attempt += 1
+                record = self.store.update(job_id, retries=self.store.get(job_id).retries + 1)
+                self.observer.chunk_retry(record, error)
+                await asyncio.sleep(RETRY_PAUSE_S * attempt)
 
     async def _run_chunk(self, record: JobRecord, task: ChunkTask,
                          ahead: _Ahead | None) -> tuple[ChunkReceipt, _Ahead | None]:

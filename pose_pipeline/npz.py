@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +29,10 @@ from .schema import Frame, Person, ResultHeader, SmplParams, TrackingResult, Tra
 OPTIONAL_FIELDS = {"global_orient": (3,), "body_pose": (23, 3), "betas": (10,), "translation": (3,)}
 #: Optional per-joint arrays, whose first axis is the engine's joint count.
 JOINT_FIELDS = ("joints_3d", "joints_2d", "joints_confidence")
+#: The mesh (``include=vertices``): float16, (V, 3) per row; the faces are one array per result.
+VERTEX_FIELD = "vertices"
+#: Fields the smoother changes: with ``smooth=`` on, their engine values are kept as ``raw.<field>``.
+RAW_FIELDS = ("bbox", "joints_2d", "joints_3d", "translation", "global_orient", "body_pose", "betas", "vertices")
 #: Rows of NaN written at a time when a track's optional array starts late.
 _BLANK_ROWS = 1024
 
@@ -116,17 +120,28 @@ class _Track:
             "score": column("score", np.float32, ()),
             "detected": column("detected", np.bool_, ()),
             **{name: column(name, np.float32, None, True) for name in (*OPTIONAL_FIELDS, *JOINT_FIELDS)},
+            VERTEX_FIELD: column(VERTEX_FIELD, np.float16, None, True),
+            # written only when the result is smoothed (every row then has its raw values)
+            **{f"raw.{name}": column(f"raw.{name}", np.float16 if name == VERTEX_FIELD else np.float32, None, True)
+               for name in RAW_FIELDS},
         }
 
-    def add(self, frame_index: int, person: Person) -> int:
-        smpl = person.smpl
-        values = {"frame": frame_index, "bbox": person.bbox, "score": person.score, "detected": person.detected,
-                  "global_orient": None if smpl is None else smpl.global_orient,
-                  "body_pose": None if smpl is None else smpl.body_pose,
-                  "betas": None if smpl is None else smpl.betas,
-                  "translation": person.translation, "joints_3d": person.joints_3d,
-                  "joints_2d": person.joints_2d, "joints_confidence": person.joints_confidence}
+    def add(self, frame_index: int, person: Person, smoothed: bool) -> int:
+        values: dict[str, Any] = {"frame": frame_index, "score": person.score, "detected": person.detected,
+                                  **_fields(person)}
+        if smoothed:  # a person the smoother left as it was is its own raw value
+            raw = _fields(person.raw if person.raw is not None else person)
+            values.update({f"raw.{name}": value for name, value in raw.items() if name in RAW_FIELDS})
         return sum(self.columns[name].add(value) for name, value in values.items())
+
+
+def _fields(person: Person) -> dict[str, Any]:
+    """A person's arrays by NPZ name (None where absent)."""
+    smpl = person.smpl
+    return {"bbox": person.bbox, "global_orient": None if smpl is None else smpl.global_orient,
+            "body_pose": None if smpl is None else smpl.body_pose, "betas": None if smpl is None else smpl.betas,
+            "translation": person.translation, "joints_3d": person.joints_3d, "joints_2d": person.joints_2d,
+            "joints_confidence": person.joints_confidence, VERTEX_FIELD: person.vertices}
 
 
 class NpzWriter:
@@ -151,9 +166,11 @@ class NpzWriter:
         self._frames = [_Column(self._spill / f"frames.{name}", np.dtype(dtype), ())
                         for name, dtype in (("index", np.int64), ("source_index", np.int64), ("time", np.float64))]
         self._tracks: dict[int, _Track] = {}
+        self._smoothed = False
 
     def begin(self, header: ResultHeader) -> None:
         self._header = header
+        self._smoothed = header.processing.smoothing is not None
 
     def frame(self, frame: Frame) -> None:
         for column, value in zip(self._frames, (frame.index, frame.source_index, frame.time_s), strict=True):
@@ -162,7 +179,7 @@ class NpzWriter:
             track = self._tracks.get(person.track_id)
             if track is None:
                 track = self._tracks[person.track_id] = _Track(self._spill, person.track_id)
-            self._buffered += track.add(frame.index, person)
+            self._buffered += track.add(frame.index, person, self._smoothed)
         if self._buffered > self._buffer_bytes:
             for column in self._columns():
                 column.flush()
@@ -182,6 +199,10 @@ class NpzWriter:
                     column.write_member(archive, name, self._piece_bytes)
                 with archive.open("track_ids.npy", "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, np.array(sorted(self._tracks), dtype=np.int64))
+                faces = _faces(self._header)
+                if faces is not None:  # once per result, with the vertices
+                    with archive.open("faces.npy", "w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, faces)
                 for track_id, track in self._tracks.items():
                     for name, column in track.columns.items():
                         if column.present:
@@ -199,9 +220,19 @@ class NpzWriter:
             yield from track.columns.values()
 
 
+def _faces(header: ResultHeader) -> np.ndarray | None:
+    """The faces an NPZ holds: the body model's, when the vertices were asked for."""
+    model = header.body_model
+    if model is None or model.faces is None or "vertices" not in header.processing.include:
+        return None
+    return np.ascontiguousarray(model.faces, dtype=np.int32)
+
+
 def read_npz(source: str | os.PathLike[str] | IO[bytes]) -> TrackingResult:
     with np.load(source, allow_pickle=False) as data:
         header = ResultHeader.from_dict(json.loads(str(data["meta"])))
+        if "faces" in data and header.body_model is not None:
+            header = replace(header, body_model=replace(header.body_model, faces=data["faces"]))
         tracks = tuple(TrackSummary.from_dict(t) for t in json.loads(str(data["tracks"])))
         people: dict[int, list[Person]] = {}
         for track_id in data["track_ids"].tolist():
@@ -222,14 +253,27 @@ def _track_people(data: Any, track_id: int) -> Iterator[tuple[int, Person]]:
 
     frames, bbox, score, detected = get("frame"), get("bbox"), get("score"), get("detected")
     assert frames is not None and bbox is not None and score is not None and detected is not None
-    optional = {name: get(name) for name in (*OPTIONAL_FIELDS, *JOINT_FIELDS)}
+    optional = {name: get(name) for name in (*OPTIONAL_FIELDS, *JOINT_FIELDS, VERTEX_FIELD)}
+    raw = {name: get(f"raw.{name}") for name in RAW_FIELDS}
+    smoothed = raw["bbox"] is not None
     for row, frame_index in enumerate(frames.tolist()):
-        value = {name: None if arr is None or np.isnan(arr[row]).all() else arr[row]
-                 for name, arr in optional.items()}
-        smpl = None
-        orient, pose, betas = value["global_orient"], value["body_pose"], value["betas"]
-        if orient is not None and pose is not None and betas is not None:  # all three, or none
-            smpl = SmplParams(orient, pose, betas)
-        yield frame_index, Person(track_id, bbox[row], float(score[row]), bool(detected[row]), smpl,
-                                  value["translation"], value["joints_3d"], value["joints_2d"],
-                                  value["joints_confidence"])
+        value = _row(optional, row)
+        person = _person(track_id, bbox[row], float(score[row]), bool(detected[row]), value)
+        if smoothed:
+            raw_value = {**value, **_row(raw, row)}  # joints_confidence is never smoothed
+            person = replace(person, raw=_person(track_id, raw_value["bbox"], person.score, person.detected,
+                                                 raw_value))
+        yield frame_index, person
+
+
+def _row(arrays: dict[str, np.ndarray | None], row: int) -> dict[str, np.ndarray | None]:
+    return {name: None if arr is None or np.isnan(arr[row]).all() else arr[row] for name, arr in arrays.items()}
+
+
+def _person(track_id: int, bbox: Any, score: float, detected: bool, value: dict[str, Any]) -> Person:
+    smpl = None
+    orient, pose, betas = value["global_orient"], value["body_pose"], value["betas"]
+    if orient is not None and pose is not None and betas is not None:  # all three, or none
+        smpl = SmplParams(orient, pose, betas)
+    return Person(track_id, bbox, score, detected, smpl, value["translation"], value["joints_3d"],
+                  value["joints_2d"], value["joints_confidence"], value[VERTEX_FIELD])

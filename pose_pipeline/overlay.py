@@ -34,7 +34,9 @@ Memory is bounded by what the caller hands over at a time, never by the video's 
 An MP4 being written cannot be resumed: a job that continues from a checkpoint in another
 replica must start its overlay again, or render it once the result is published
 (``render_overlay`` on the upload and the result file: one more decode of the video, no
-state to keep across chunks).
+state to keep across chunks). The service does the latter (``AggregationStage.render_overlay``,
+docs/api.md#overlay-video-formatsmp4); the offline ``track_file(..., overlay=)`` the former, in
+its single pass.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -283,10 +285,17 @@ class Tee:
 def render_overlay(video_path: str | os.PathLike[str], result: TrackingResult | str | os.PathLike[str],
                    out_path: str | os.PathLike[str], *, chunk_bytes: int = 32 * 2**20,
                    style: OverlayStyle = OverlayStyle(), encoder: EncoderOptions = EncoderOptions(),
-                   decode_threads: int = 0) -> OverlayStats:
+                   decode_threads: int = 0, decoding: DecodeOptions | None = None,
+                   on_chunk: Callable[[int], None] | None = None) -> OverlayStats:
     """Burn ``result`` (a result in memory, or a JSON result file, read frame by frame) into
     the video it was made from, at the frames and size the engine saw. Raises ``ValueError``
-    if the video does not match the result (other size, other frames)."""
+    if the video does not match the result (other size, other frames).
+
+    ``decoding``: the decode options the result was made with (the service passes the job's
+    own, so that the frames are picked exactly as they were for tracking); by default they
+    are rebuilt from the result's ``processing``. Its ``chunk_bytes`` and ``threads`` are
+    replaced by ``chunk_bytes`` and ``decode_threads``. ``on_chunk(frames written)`` is called
+    after each chunk; what it raises stops the render (nothing is left at ``out_path``)."""
     stream = None
     if isinstance(result, TrackingResult):
         header, frames = result.header, iter(result.frames)
@@ -294,7 +303,8 @@ def render_overlay(video_path: str | os.PathLike[str], result: TrackingResult | 
         stream = ResultStream(result)
         header, frames = stream.header, stream.frames()
     try:
-        return _render(video_path, header, frames, out_path, chunk_bytes, style, encoder, decode_threads)
+        return _render(video_path, header, frames, out_path, chunk_bytes, style, encoder, decode_threads, decoding,
+                       on_chunk)
     finally:
         if stream is not None:
             stream.close()
@@ -302,11 +312,15 @@ def render_overlay(video_path: str | os.PathLike[str], result: TrackingResult | 
 
 def _render(video_path: str | os.PathLike[str], header: ResultHeader, frames: Iterator[Frame],
             out_path: str | os.PathLike[str], chunk_bytes: int, style: OverlayStyle, encoder: EncoderOptions,
-            decode_threads: int) -> OverlayStats:
+            decode_threads: int, decoding: DecodeOptions | None,
+            on_chunk: Callable[[int], None] | None) -> OverlayStats:
     processing = header.processing
     video = probe(video_path)
-    options = DecodeOptions(chunk_bytes=chunk_bytes, fps=processing.fps, max_side=processing.max_side,
-                            start_s=processing.start_s, end_s=processing.end_s, threads=decode_threads)
+    if decoding is not None:
+        options = replace(decoding, chunk_bytes=chunk_bytes, threads=decode_threads)
+    else:
+        options = DecodeOptions(chunk_bytes=chunk_bytes, fps=processing.fps, max_side=processing.max_side,
+                                start_s=processing.start_s, end_s=processing.end_s, threads=decode_threads)
     size = options.frame_size(video)
     if size != (processing.frame_width, processing.frame_height):
         raise ValueError(f"the video decodes to {size[0]}x{size[1]} at the result's options, the result's frames "
@@ -324,6 +338,8 @@ def _render(video_path: str | os.PathLike[str], header: ResultHeader, frames: It
                                          f"not the video of this result")
                     matched.append(frame)
                 writer.write(chunk.frames, matched)
+                if on_chunk is not None:
+                    on_chunk(writer.frames_written)
         if next(frames, None) is not None:
             raise ValueError(f"the result has more frames than the video's {writer.frames_written}")
     except BaseException:

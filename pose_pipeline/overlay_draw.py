@@ -24,8 +24,8 @@ class OverlayStyle:
     #: Width of a detected box's outline and of bones, pixels; None: from the frame size
     #: (2 below 900 lines, 3 at 1080p).
     line_width: int | None = None
-    #: Size of one pixel of the digit glyphs; None: from the frame size (1 below 540 lines,
-    #: 2 at 720p, 3 at 1080p).
+    #: Size of one pixel of the digit glyphs; None: from the frame size (2 below 540 lines,
+    #: 3 at 720p, 4 at 1080p: a glyph is 5 of them tall, so at 1 an id is too small to read).
     label_scale: int | None = None
     #: Joints under this ``joints_confidence`` are not drawn (the engine's guesses).
     min_joint_confidence: float = MIN_JOINT_CONFIDENCE
@@ -36,7 +36,7 @@ class OverlayStyle:
         """(line width, label scale) for a frame of this size."""
         side = min(width, height)
         line = self.line_width or max(2, round(side / 360))
-        scale = self.label_scale or max(1, round(side / 360))
+        scale = self.label_scale or max(2, round(side / 270))
         return line, scale
 
 

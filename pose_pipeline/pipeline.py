@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,11 +16,12 @@ from .aggregate import ResultAssembler
 from .config import Settings
 from .engines.base import Engine, VideoSpec
 from .options import JobOptions
-from .schema import CameraModel, EngineInfo, Processing, ResultHeader, TrackSummary
+from .schema import BodyModel, CameraModel, EngineInfo, Processing, ResultHeader, TrackSummary
 from .serialize import ResultWriter
 from .video import ChunkDecoder, DecodeOptions, VideoProbe, probe
 
-__all__ = ["JobOptions", "decode_options", "expected_frames", "make_header", "track_file", "video_spec"]
+__all__ = ["JobOptions", "decode_options", "expected_frames", "make_header", "processing_of", "track_file",
+           "video_spec"]
 
 Progress = Callable[[int, int], None]  # (frames done, frames expected)
 
@@ -35,9 +37,10 @@ def decode_options(settings: Settings, options: JobOptions) -> DecodeOptions:
     )
 
 
-def video_spec(video: VideoProbe, decoding: DecodeOptions, name: str = "") -> VideoSpec:
+def video_spec(video: VideoProbe, decoding: DecodeOptions, name: str = "", vertices: bool = False) -> VideoSpec:
     width, height = decoding.frame_size(video)
-    return VideoSpec(frame_width=width, frame_height=height, fps=decoding.output_fps(video), name=name)
+    return VideoSpec(frame_width=width, frame_height=height, fps=decoding.output_fps(video), name=name,
+                     vertices=vertices)
 
 
 def expected_frames(video: VideoProbe, decoding: DecodeOptions) -> int:
@@ -49,9 +52,19 @@ def expected_frames(video: VideoProbe, decoding: DecodeOptions) -> int:
     return max(0, math.ceil((end - start) * decoding.output_fps(video) - 1e-6))
 
 
+def processing_of(video: VideoProbe, decoding: DecodeOptions) -> Processing:
+    """How ``video`` is processed with ``decoding``: the result header's ``processing``."""
+    spec = video_spec(video, decoding)
+    return Processing(fps=spec.fps if decoding.fps else None, max_side=decoding.max_side,
+                      frame_width=spec.frame_width, frame_height=spec.frame_height,
+                      start_s=decoding.start_s, end_s=decoding.end_s)
+
+
 def make_header(video: VideoProbe, decoding: DecodeOptions, engine: EngineInfo,
-                camera: CameraModel | None) -> ResultHeader:
-    """The result's header; ``camera`` is in decoded pixels, as engines report it."""
+                camera: CameraModel | None, body_model: BodyModel | None = None,
+                options: JobOptions | None = None) -> ResultHeader:
+    """The result's header; ``camera`` is in decoded pixels, as engines report it.
+    ``options``: the job's, for what the header records of smoothing and ``include``."""
     spec = video_spec(video, decoding)
     width, height = video.display_size
     if camera is not None:  # intrinsics come in decoded pixels; results are in source pixels
@@ -61,31 +74,50 @@ def make_header(video: VideoProbe, decoding: DecodeOptions, engine: EngineInfo,
     return ResultHeader(
         engine=engine,
         video=video.video_info(),
-        processing=Processing(fps=spec.fps if decoding.fps else None, max_side=decoding.max_side,
-                              frame_width=spec.frame_width,
-                              frame_height=spec.frame_height, start_s=decoding.start_s, end_s=decoding.end_s),
+        processing=_requested(processing_of(video, decoding), options),
         camera=camera,
+        body_model=body_model,
     )
 
 
+def _requested(processing: Processing, options: JobOptions | None) -> Processing:
+    if options is None:
+        return processing
+    smoothing = options.smoothing()
+    return replace(processing, smoothing=smoothing.to_dict() if smoothing.enabled else None, include=options.include)
+
+
 def track_file(path: str | os.PathLike, engine: Engine, settings: Settings, options: JobOptions,
-               writer: ResultWriter, progress: Progress | None = None) -> tuple[TrackSummary, ...]:
-    """Probe, decode, track and assemble one video in this process."""
+               writer: ResultWriter, progress: Progress | None = None,
+               overlay: str | os.PathLike | None = None) -> tuple[TrackSummary, ...]:
+    """Probe, decode, track and assemble one video in this process. ``overlay``: also write
+    the video with the result drawn on it there (an MP4, pose_pipeline/overlay.py), from the
+    same decoded frames, in the same pass."""
+    from .overlay import OverlayFeed, OverlayWriter, Tee
+
     video = probe(path, settings.limits)
     decoding = decode_options(settings, options)
     total = expected_frames(video, decoding)
-    spec = video_spec(video, decoding, Path(path).name)
-    header = make_header(video, decoding, engine.info, engine.camera(spec))
-    assembler = ResultAssembler(header, writer, engine.holdback_frames)
+    spec = video_spec(video, decoding, Path(path).name, vertices=options.vertices)
+    header = make_header(video, decoding, engine.info, engine.camera(spec), engine.body_model(), options)
+    feed = None if overlay is None else OverlayFeed(OverlayWriter(overlay, header), engine.holdback_frames)
+    assembler = ResultAssembler(header, writer if feed is None else Tee(writer, feed), engine.holdback_frames)
     session = engine.open(spec)
     done = 0
     try:
         with ChunkDecoder(path, video, decoding, reuse_buffer=True) as decoder:
             for chunk in decoder:
-                assembler.add(session.process(chunk))
+                output = session.process(chunk)
+                if feed is not None:  # before the assembler publishes the chunk's frames
+                    feed.video(chunk.first_frame, chunk.frames)
+                assembler.add(output)
                 done += len(chunk)
                 if progress:
                     progress(done, max(total, done))
+        return assembler.finish()
+    except BaseException:
+        if feed is not None:
+            feed.abort()
+        raise
     finally:
         session.close()
-    return assembler.finish()

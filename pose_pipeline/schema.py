@@ -24,6 +24,7 @@ _METRIC_DECIMALS = 4
 _ANGLE_DECIMALS = 5
 _SCORE_DECIMALS = 4
 _CONFIDENCE_DECIMALS = 3
+_MODEL_DECIMALS = 6  # a body model's rest joints: micrometres
 
 
 def _f32(values: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -77,6 +78,12 @@ class Person:
     #: (J,) in [0, 1]: how sure the engine is that each joint is where it says (blazepose:
     #: visibility, the probability that the joint is in the frame and not occluded).
     joints_confidence: np.ndarray | None = None
+    #: (V, 3) float16, metres: the SMPL mesh in the camera frame relative to ``translation``,
+    #: as ``joints_3d`` (phalp with ``include=vertices``; faces in ``ResultHeader.body_model``).
+    vertices: np.ndarray | None = None
+    #: The engine's values of this person before smoothing (``smooth=``), for the NPZ's
+    #: ``raw.*`` arrays; None when smoothing did not change them (or is off). Never in the JSON.
+    raw: Person | None = None
 
     def scaled(self, sx: float, sy: float) -> Person:
         """The same person with pixel quantities multiplied by (sx, sy)."""
@@ -87,7 +94,9 @@ class Person:
             joints_2d=None if self.joints_2d is None else self.joints_2d * factor,
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, vertices: bool = True) -> dict[str, Any]:
+        """The JSON form; ``vertices=False`` leaves the mesh out (the JSON carries it only on
+        request: ``include=json_vertices``)."""
         d: dict[str, Any] = {
             "track_id": int(self.track_id),
             "bbox": _rounded(self.bbox, _PIXEL_DECIMALS),
@@ -104,11 +113,13 @@ class Person:
             d["joints_2d"] = _rounded(self.joints_2d, _PIXEL_DECIMALS)
         if self.joints_confidence is not None:
             d["joints_confidence"] = _rounded(self.joints_confidence, _CONFIDENCE_DECIMALS)
+        if vertices and self.vertices is not None:
+            d["vertices"] = _rounded(self.vertices, _METRIC_DECIMALS)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Person:
-        j3, j2, jc = d.get("joints_3d"), d.get("joints_2d"), d.get("joints_confidence")
+        j3, j2, jc, v = d.get("joints_3d"), d.get("joints_2d"), d.get("joints_confidence"), d.get("vertices")
         return cls(
             track_id=int(d["track_id"]),
             bbox=_f32(d["bbox"], (4,)),
@@ -119,6 +130,7 @@ class Person:
             joints_3d=None if j3 is None else _f32(j3, (len(j3), 3)),
             joints_2d=None if j2 is None else _f32(j2, (len(j2), 2)),
             joints_confidence=None if jc is None else _f32(jc, (len(jc),)),
+            vertices=None if v is None else np.asarray(v, dtype=np.float16).reshape(len(v), 3),
         )
 
 
@@ -129,12 +141,12 @@ class Frame:
     time_s: float  # presentation time in the source video
     people: tuple[Person, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, vertices: bool = True) -> dict[str, Any]:
         return {
             "index": self.index,
             "source_index": self.source_index,
             "time": round(self.time_s, 6),
-            "people": [p.to_dict() for p in self.people],
+            "people": [p.to_dict(vertices) for p in self.people],
         }
 
     @classmethod
@@ -204,6 +216,45 @@ class CameraModel:
         return cls(float(d["focal_length_px"]), (x, y))
 
 
+@dataclass(frozen=True, eq=False)
+class BodyModel:
+    """What a result carries of the engine's body model (phalp: SMPL, neutral).
+
+    SMPL's rest joints are its joint regressor applied to the shaped template,
+    ``J(betas) = J_regressor @ (v_template + shapedirs · betas)``: linear in the betas, so
+    ``rest_joints + rest_joints_betas @ betas`` gives them exactly for any betas (a BVH's
+    offsets, in the aggregation, which has no model). In SMPL's template frame: y up, x
+    towards the body's left, metres. ``faces``: the mesh's triangles (vertex indices),
+    written with the vertices (``include=vertices``)."""
+
+    name: str
+    rest_joints: np.ndarray  # (24, 3) float64, for betas = 0
+    rest_joints_betas: np.ndarray  # (24, 3, B) float64: d rest_joints / d betas
+    vertex_count: int
+    faces: np.ndarray | None = None  # (F, 3) int32
+
+    def rest_joints_for(self, betas: np.ndarray) -> np.ndarray:
+        """(24, 3) rest joints for one set of betas (the first ``B`` are used)."""
+        b = np.asarray(betas, dtype=np.float64).reshape(-1)[: self.rest_joints_betas.shape[-1]]
+        return self.rest_joints + self.rest_joints_betas[..., : len(b)] @ b
+
+    def to_dict(self, faces: bool = False) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "vertex_count": int(self.vertex_count),
+                             "face_count": None if self.faces is None else int(len(self.faces)),
+                             "rest_joints": _rounded(self.rest_joints, _MODEL_DECIMALS),
+                             "rest_joints_betas": _rounded(self.rest_joints_betas, _MODEL_DECIMALS)}
+        if faces and self.faces is not None:
+            d["faces"] = np.asarray(self.faces).astype(np.int64).tolist()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BodyModel:
+        faces = d.get("faces")
+        return cls(str(d["name"]), np.asarray(d["rest_joints"], dtype=np.float64).reshape(-1, 3),
+                   np.asarray(d["rest_joints_betas"], dtype=np.float64), int(d["vertex_count"]),
+                   None if faces is None else np.asarray(faces, dtype=np.int32).reshape(-1, 3))
+
+
 @dataclass(frozen=True)
 class VideoInfo(_Record):
     """The source video as the service saw it. Width/height are after rotation."""
@@ -221,7 +272,9 @@ class VideoInfo(_Record):
 
 @dataclass(frozen=True)
 class Processing(_Record):
-    """How the video was processed: sampling and the size of the frames the engine saw."""
+    """How the video was processed: sampling and the size of the frames the engine saw;
+    the smoothing applied (``SmoothingOptions.to_dict()``, None: none) and what was included
+    on request (``include``: ``vertices``, ``json_vertices``)."""
 
     fps: float | None
     max_side: int | None
@@ -229,6 +282,17 @@ class Processing(_Record):
     frame_height: int
     start_s: float | None = None
     end_s: float | None = None
+    smoothing: dict[str, Any] | None = None
+    include: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "include": list(self.include)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Processing:
+        fields = {name: d[name] for name in cls.__dataclass_fields__ if name in d}
+        fields["include"] = tuple(fields.get("include") or ())
+        return cls(**fields)
 
 
 
@@ -241,14 +305,29 @@ class ResultHeader:
     processing: Processing
     camera: CameraModel | None = None
     schema_version: str = SCHEMA_VERSION
+    #: The engine's body model (phalp), None for engines without one.
+    body_model: BodyModel | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    @property
+    def processed_fps(self) -> float:
+        """The rate of the processed frames: the requested sampling rate, never above the video's."""
+        asked, video_fps = self.processing.fps, self.video.fps
+        return min(asked, video_fps) if asked else video_fps
+
+    @property
+    def json_vertices(self) -> bool:
+        """Whether the JSON document carries the vertices and faces (``include=json_vertices``)."""
+        return "json_vertices" in self.processing.include
+
+    def to_dict(self, faces: bool = False) -> dict[str, Any]:
+        """The JSON header; ``faces``: the body model's faces too (the JSON with vertices)."""
         return {
             "schema_version": self.schema_version,
             "engine": self.engine.to_dict(),
             "video": self.video.to_dict(),
             "processing": self.processing.to_dict(),
             "camera": None if self.camera is None else self.camera.to_dict(),
+            "body_model": None if self.body_model is None else self.body_model.to_dict(faces),
         }
 
     @classmethod
@@ -260,6 +339,7 @@ class ResultHeader:
             video=VideoInfo.from_dict(d["video"]),
             processing=Processing.from_dict(d["processing"]),
             camera=None if d.get("camera") is None else CameraModel.from_dict(d["camera"]),
+            body_model=None if d.get("body_model") is None else BodyModel.from_dict(d["body_model"]),
         )
 
 
@@ -270,8 +350,10 @@ class TrackingResult:
     tracks: tuple[TrackSummary, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.header.to_dict(),
-                "frames": [f.to_dict() for f in self.frames],
+        """The JSON document (``serialize.JsonWriter`` writes the same)."""
+        vertices = self.header.json_vertices
+        return {**self.header.to_dict(faces=vertices),
+                "frames": [f.to_dict(vertices) for f in self.frames],
                 "tracks": [t.to_dict() for t in self.tracks]}
 
     @classmethod

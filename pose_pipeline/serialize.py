@@ -11,14 +11,30 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
+from .export.bvh import BvhWriter, is_zip
 from .npz import NpzWriter, read_npz
 from .schema import Frame, ResultHeader, TrackingResult, TrackSummary
 
-__all__ = ["FORMATS", "MEDIA_TYPES", "JsonWriter", "MemoryWriter", "NpzWriter", "ResultFiles", "ResultWriter",
-           "dumps_json", "read_json", "read_npz", "read_result"]
+__all__ = ["FORMATS", "MEDIA_TYPES", "RENDERED_FORMATS", "JsonWriter", "MemoryWriter", "NpzWriter", "ResultFiles",
+           "ResultWriter", "dumps_json", "read_json", "read_npz", "read_result", "result_media"]
 
 FORMATS: tuple[Literal["json", "npz"], ...] = ("json", "npz")
-MEDIA_TYPES = {"json": "application/json", "npz": "application/octet-stream"}
+MEDIA_TYPES = {"json": "application/json", "npz": "application/octet-stream", "mp4": "video/mp4",
+               "bvh": "text/plain; charset=utf-8"}
+#: A ``bvh`` result of several tracks (or none) is a zip (pose_pipeline/export/bvh.py).
+BVH_ZIP_MEDIA_TYPE = "application/zip"
+
+#: Formats that are no ``ResultWriter`` of ``ResultFiles``: rendered from the written result
+#: (``mp4``: the overlay video, pose_pipeline/overlay.py).
+RENDERED_FORMATS = ("mp4",)
+
+
+def result_media(fmt: str, path: str | os.PathLike[str]) -> tuple[str, str]:
+    """(media type, file suffix) of a written result file: ``bvh`` is one track's BVH text or,
+    for any other number of tracks, a zip."""
+    if fmt == "bvh" and is_zip(path):
+        return BVH_ZIP_MEDIA_TYPE, "zip"
+    return MEDIA_TYPES[fmt], fmt
 
 
 class ResultWriter(Protocol):
@@ -37,12 +53,15 @@ class JsonWriter:
     def __init__(self, fp: IO[str]) -> None:
         self._fp = fp
         self._first = True
+        self._vertices = False
 
     def begin(self, header: ResultHeader) -> None:
-        self._fp.write(_dumps(header.to_dict())[:-1] + ',"frames":[')
+        # The mesh only on request (include=json_vertices): it is most of the document's size.
+        self._vertices = header.json_vertices
+        self._fp.write(_dumps(header.to_dict(faces=self._vertices))[:-1] + ',"frames":[')
 
     def frame(self, frame: Frame) -> None:
-        self._fp.write(("\n" if self._first else ",\n") + _dumps(frame.to_dict()))
+        self._fp.write(("\n" if self._first else ",\n") + _dumps(frame.to_dict(self._vertices)))
         self._first = False
 
     def end(self, tracks: Iterable[TrackSummary]) -> None:
@@ -71,12 +90,17 @@ class ResultFiles:
         self.paths = {fmt: self.directory / f"{stem}.{fmt}" for fmt in formats}
         self._handles: list[IO[Any]] = []
         self._writers: list[ResultWriter] = []
-        self._npz: list[NpzWriter] = []
+        self._npz: list[NpzWriter | BvhWriter] = []  # writers that spill: abort removes their files
         for fmt, path in self.paths.items():
             if fmt == "json":
                 text = open(_partial(path), "w")
                 self._handles.append(text)
                 self._writers.append(JsonWriter(text))
+            elif fmt == "bvh":
+                binary = open(_partial(path), "wb")
+                self._handles.append(binary)
+                self._npz.append(BvhWriter(binary, spill_dir=spill_dir))
+                self._writers.append(self._npz[-1])
             else:
                 binary = open(_partial(path), "wb")
                 self._handles.append(binary)

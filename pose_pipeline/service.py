@@ -21,16 +21,22 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .config import Settings
-from .errors import FileTooLarge, InvalidOption, InvalidRequest, JobNotFinished, NotReady, PipelineError, Unauthorized
+from .errors import (FileTooLarge, InvalidOption, InvalidRequest, JobNotFinished, NotReady, PipelineError, Unauthorized,
+                     UnsupportedCodec)
+from .engines.registry import provides_smpl
 from .jobs import DeathCause, JobObserver, JobRunner, Stages
+from .listing import JobQuery, encode_cursor
+from .media_tokens import MediaTokens
 from .options import JobOptions
 from .parts import PartialUpload, PartUploads, part_too_large
 from .pipeline import decode_options, expected_frames
-from .serialize import MEDIA_TYPES
-from .store import JobRecord, JobState, LocalJobStore, new_job_id
+from .serialize import result_media
+from .store import JobRecord, JobState, new_job_id, open_store
 from .uploads import Upload, check_content, receive, too_large
-from .video import VideoProbe
-from .views import JobView, ReadyView, StageReadiness, UploadView, readiness_json
+from .video import VideoProbe, unsupported_codec
+from .viewer.reader import VideoFile, ViewerReader
+from .views import (FramesPage, JobList, JobView, MediaTokenView, ReadyView, StageReadiness, Timeline, UploadView,
+                    readiness_json)
 
 #: Seconds ``/readyz`` waits for each stage.
 READY_TIMEOUT_S = 5.0
@@ -65,6 +71,21 @@ class ResultFile:
     job_id: str
 
 
+#: Longest file name a job keeps (a file system's usual limit).
+MAX_FILENAME_CHARS = 255
+
+
+def client_filename(*candidates: str) -> str:
+    """The first non-empty of ``candidates`` as a job's file name: only its base name (a
+    client's directories say nothing, and must never become paths here), without control
+    characters (NUL cannot be stored in PostgreSQL text), at most ``MAX_FILENAME_CHARS``."""
+    for candidate in candidates:
+        name = "".join(c for c in os.path.basename(candidate or "") if c.isprintable())
+        if name.strip():
+            return name[:MAX_FILENAME_CHARS]
+    return ""
+
+
 class JobService:
     """The API's operations on one store, with one runner (``jobs.JobRunner``).
 
@@ -77,11 +98,13 @@ class JobService:
                  log: logging.Logger | None = None) -> None:
         self.settings = settings
         self.log = log or logging.getLogger("pose_pipeline.service")
-        self.store = LocalJobStore(settings.store.root)
+        self.store = open_store(settings.store)
         self.parts = PartUploads(self.store.parts_dir())
         self.stages = stages
         self.runner = JobRunner(self.store, stages, settings.jobs, owner, observer, death_cause)
         self.observer = self.runner.observer
+        self.viewer = ViewerReader(self.store, MediaTokens.from_bearer_tokens(
+            settings.auth.tokens, ttl_s=settings.auth.media_token_ttl_s))
         self._housekeeping: asyncio.Task[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -114,7 +137,9 @@ class JobService:
         if not tokens:
             return
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not any(hmac.compare_digest(token, t) for t in tokens):
+        # As bytes: compare_digest refuses str with non-ASCII characters, which a header may hold.
+        given = token.encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not any(hmac.compare_digest(given, t.encode()) for t in tokens):
             raise Unauthorized("missing or invalid bearer token (Authorization: Bearer <token>)")
 
     def admit(self) -> None:
@@ -166,8 +191,8 @@ class JobService:
         store the job and start it. ``result_format``: a format the job must produce. The
         upload's file is the job's from here on, or removed if no job is made."""
         # Only base names: a client's directories say nothing, and must never become paths here.
-        upload.filename = (os.path.basename(upload.fields.pop("filename", "") or "") or os.path.basename(filename)
-                           or upload.filename)
+        # The name, as options are: the query's over a form field, over the file part's own.
+        upload.filename = client_filename(filename, upload.fields.pop("filename", ""), upload.filename)
         try:
             record = await self._new_record(upload, {**upload.fields, **options}, result_format)
             self.store.create(record, upload.path)
@@ -188,8 +213,14 @@ class JobService:
         if engine != deployed:
             raise InvalidOption(f"engine {engine!r} is not deployed here; this service runs {deployed!r}",
                                 option="engine")
+        options.require_smpl(engine, provides_smpl(deployed, self.settings.engine.options))
         decoding = decode_options(self.settings, options)
-        video = await self.stages.probe(upload.path)
+        try:
+            video = await self.stages.probe(upload.path)
+        except UnsupportedCodec as exc:  # the probe saw a spool file: name the client's in the command
+            raise unsupported_codec(exc.codec or "unknown", upload.filename or "upload",
+                                    self.settings.limits.allowed_codecs) from None
+        decoding.check_range(video)  # a start past the end: 422 now, not a failed job later
         now = time.time()
         return JobRecord(id=new_job_id(), state=JobState.queued, created_at=now, updated_at=now,
                          filename=upload.filename or "upload", options=options, video=video,
@@ -205,6 +236,39 @@ class JobService:
         """The newest jobs, newest first."""
         return self.store.recent(limit)
 
+    def list_page(self, query: JobQuery, base_url: str) -> JobList:
+        """A page of ``GET /v1/jobs``: the jobs of ``query``, newest first, and the cursor of
+        the next page (one job more is read to know whether there is one)."""
+        records = self.store.recent(query.limit + 1, states=query.states, before=query.after)
+        more = len(records) > query.limit
+        records = records[:query.limit]
+        return JobList(jobs=[JobView.of(record, base_url) for record in records],
+                       next_cursor=encode_cursor(records[-1]) if more else None)
+
+    # --- what the viewer reads -------------------------------------------------------------
+
+    async def frames(self, job_id: str, start: int, count: int) -> FramesPage:
+        """Frames ``start`` .. ``start + count - 1`` of a succeeded job's result (``count``
+        capped at ``viewer.data.MAX_PAGE_FRAMES``)."""
+        record = self.store.get(job_id)
+        return await asyncio.to_thread(self.viewer.frames, record, start, count)
+
+    async def timeline(self, job_id: str) -> Timeline:
+        record = self.store.get(job_id)
+        return await asyncio.to_thread(self.viewer.timeline, record)
+
+    def media_token(self, job_id: str) -> MediaTokenView:
+        return self.viewer.media_token(self.store.get(job_id))
+
+    def video(self, job_id: str, authorization: str, media_token: str | None) -> VideoFile:
+        """The job's upload for a request that has the bearer token, or instead (a browser's
+        <video> element cannot send headers) a media token of this job. Without auth, anyone."""
+        if media_token is not None and self.settings.auth.tokens:
+            self.viewer.check_media_token(media_token, job_id)
+        else:
+            self.authorize(authorization)
+        return self.viewer.video(self.store.get(job_id))
+
     async def wait(self, job_id: str) -> JobRecord:
         """The job once it has ended; if the caller goes away meanwhile, the job is cancelled
         and its files deleted (``POST /v1/track`` when the client disconnects)."""
@@ -214,17 +278,17 @@ class JobService:
             await self.runner.cancel(job_id)
             raise
 
-    async def cancel(self, job_id: str) -> tuple[JobRecord, bool]:
-        """Cancel a job that has not ended and delete its files; its record stays until it
-        expires. A job that had already ended is deleted entirely. Returns the record and
-        whether it was deleted."""
+    async def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a job that has not ended and delete its files. A job that had ended keeps
+        its state and loses its result files. Either way the record stays readable until
+        ``expires_at`` (docs/api.md), and a second ``DELETE``, or ten at once, answers the same."""
         record = self.store.get(job_id)
-        if record.state.terminal:
-            self.store.delete(job_id)
-            return record, True
-        record = await self.runner.cancel(job_id)
+        if not record.state.terminal:
+            record = await self.runner.cancel(job_id)
+        if record.results:
+            record = self.store.update(job_id, results={})  # first: /result stops offering them
         self.store.discard_work_files(job_id, keep_results=False)
-        return record, False
+        return record
 
     def result(self, job_id: str, fmt: str) -> ResultFile:
         return self.result_of(self.store.get(job_id), fmt)
@@ -240,7 +304,9 @@ class JobService:
         if fmt not in record.results:
             raise InvalidOption(f"format {fmt!r} was not requested for this job; available: "
                                 f"{', '.join(record.results) or 'none'}", option="format")
-        return ResultFile(self.store.result_path(record.id, fmt), MEDIA_TYPES[fmt], f"{record.id}.{fmt}", record.id)
+        path = self.store.result_path(record.id, fmt)
+        media_type, suffix = result_media(fmt, path)  # bvh: one track's text, or a zip of several
+        return ResultFile(path, media_type, f"{record.id}.{suffix}", record.id)
 
     def events(self, job_id: str, base_url: str) -> AsyncIterator[JobView | None]:
         """The job's view at each change, until it ends; None where a keep-alive is due.

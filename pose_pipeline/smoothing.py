@@ -1,9 +1,11 @@
 """Temporal smoothing of a result, per track and causal, so that it can run frame by frame in
 the aggregation stage and continue in another process from an exported state.
 
-What is filtered, and how (docs/smoothing-and-export.md has the reasons and the figures):
+What is filtered, and how (docs/result-schema.md, "Temporal smoothing", has the reasons and
+the figures):
 
-- ``bbox`` and ``joints_2d`` (pixels), ``joints_3d`` (metres) and ``translation`` (metres):
+- ``bbox`` and ``joints_2d`` (pixels), ``joints_3d`` and ``vertices`` (metres) and
+  ``translation`` (metres):
   a One Euro filter (Casiez, Roussel and Vogel, "1€ Filter: A Simple Speed-based Low-pass
   Filter for Noisy Input in Interactive Systems", CHI 2012) per point. A low-pass filter
   whose cutoff rises with the point's speed: ``cutoff = min_cutoff + beta * |speed|``, the
@@ -119,6 +121,12 @@ class SmoothingOptions:
                 "min_confidence": self.min_confidence, "betas_frames": self.betas_frames}
 
     @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> SmoothingOptions:
+        """The options a result's ``processing.smoothing`` records (None: off), exactly as
+        they ran, whatever the presets are now."""
+        return PRESETS["off"] if d is None else _exact_options(d)
+
+    @classmethod
     def parse(cls, value: str | Mapping[str, Any] | SmoothingOptions | None) -> SmoothingOptions:
         """Client values: ``None`` (off), a preset name, or a mapping ``{"preset": name,
         "pixels": {"beta": 2.0}, "min_confidence": 0.3, ...}`` whose entries override the
@@ -135,7 +143,8 @@ class SmoothingOptions:
                                 option="smooth")
         unknown = sorted(set(map(str, value)) - {"preset", "min_confidence", "betas_frames", *_GROUPS})
         if unknown:
-            raise InvalidOption(f"smooth: unknown field(s) {', '.join(unknown)}", option=f"smooth.{unknown[0]}")
+            raise InvalidOption(f"unknown field(s) {', '.join(f'smooth.{u}' for u in unknown)}",
+                                option=f"smooth.{unknown[0]}")
         preset = value.get("preset", "medium")
         if not isinstance(preset, str):
             raise InvalidOption("smooth.preset: expected a preset name", option="smooth.preset")
@@ -164,7 +173,8 @@ def _group(base: OneEuroParams, value: Any, option: str) -> OneEuroParams:
         raise InvalidOption(f"{option}: expected an object with min_cutoff, beta, d_cutoff", option=option)
     unknown = sorted(set(map(str, value)) - {"min_cutoff", "beta", "d_cutoff"})
     if unknown:
-        raise InvalidOption(f"{option}: unknown field(s) {', '.join(unknown)}", option=f"{option}.{unknown[0]}")
+        raise InvalidOption(f"unknown field(s) {', '.join(f'{option}.{u}' for u in unknown)} (known: min_cutoff, "
+                            "beta, d_cutoff)", option=f"{option}.{unknown[0]}")
     # Cutoffs must be positive: at 0 Hz the filter would never move.
     return OneEuroParams(
         min_cutoff=_number(value.get("min_cutoff", base.min_cutoff), f"{option}.min_cutoff", 0.0, _MAX_CUTOFF_HZ,
@@ -309,7 +319,7 @@ class RotationFilter:
 
 # --- per track -------------------------------------------------------------------------------
 
-_POINT_FIELDS = ("bbox", "joints_2d", "joints_3d", "translation")
+_POINT_FIELDS = ("bbox", "joints_2d", "joints_3d", "translation", "vertices")
 
 
 class _Track:
@@ -329,8 +339,10 @@ class _Track:
 
     def _fresh(self) -> None:
         o = self.options
+        # Vertices (relative to the translation, as joints_3d) are points in metres like the joints.
         self.points = {"bbox": OneEuroFilter(o.pixels), "joints_2d": OneEuroFilter(o.pixels),
-                       "joints_3d": OneEuroFilter(o.metres), "translation": OneEuroFilter(o.translation)}
+                       "joints_3d": OneEuroFilter(o.metres), "translation": OneEuroFilter(o.translation),
+                       "vertices": OneEuroFilter(o.metres)}
         self.rotations = RotationFilter(o.rotations)
 
     def apply(self, frame: Frame, person: Person, nominal_dt: float) -> Person:
@@ -357,7 +369,8 @@ class _Track:
             in_pixels = name in ("bbox", "joints_2d")
             w = weight if name.startswith("joints") else None
             smoothed = filt.step(points, dt, scale if in_pixels else 1.0, w)
-            out[name] = smoothed.reshape(value.shape).astype(np.float32)
+            # vertices stay float16 (their storage type), everything else float32
+            out[name] = smoothed.reshape(value.shape).astype(np.float16 if name == "vertices" else np.float32)
         box = out["bbox"]
         self.scale = max(float(box[3] - box[1]), 1.0)
         if person.smpl is not None:
@@ -437,7 +450,9 @@ class Smoother:
             track = self._tracks.get(person.track_id)
             if track is None:
                 track = self._tracks[person.track_id] = _Track(self.options)
-            people.append(track.apply(frame, person, 1.0 / self.fps))
+            # The engine's values stay with a person the filter changed (the NPZ's raw.* arrays).
+            smoothed = track.apply(frame, person, 1.0 / self.fps)
+            people.append(smoothed if smoothed is person else replace(smoothed, raw=person))
             here.add(person.track_id)
         # A track missing from this frame restarts when it returns: drop its filters now, so
         # that the state holds only the tracks of the last frame (and the betas samples).
@@ -483,6 +498,7 @@ class Smoother:
 
 
 def _exact_options(d: Mapping[str, Any]) -> SmoothingOptions:
+    """The options ``SmoothingOptions.to_dict()`` wrote, exactly (no preset looked up)."""
     groups = {g: OneEuroParams(**d[g]) for g in _GROUPS}
     return SmoothingOptions(preset=str(d["preset"]), min_confidence=float(d["min_confidence"]),
                             betas_frames=int(d["betas_frames"]), **groups)

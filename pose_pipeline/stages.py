@@ -25,12 +25,18 @@ from .aggregate import ResultAssembler
 from .chunks import ChunkReceipt, ChunkTask, Decoded, DecodedChunk, StoredChunk, TrackedChunk
 from .config import Limits, Settings
 from .engines.base import Engine, Session
-from .errors import InternalError
+from .errors import InternalError, JobCancelled, JobNotFound
 from .memguard import MemoryGuard
+from .overlay import EncoderOptions, OverlayStats, Tee, render_overlay
 from .pipeline import make_header, video_spec
-from .serialize import ResultFiles
-from .store import JobStore, LocalJobStore
+from .serialize import RENDERED_FORMATS, ResultFiles
+from .store import JobRecord, JobStore, open_store
 from .video import ChunkDecoder, VideoProbe, probe
+from .viewer.data import TimelineTally, write_viewer_files
+
+#: Decoded frames the overlay render holds at once (at most the job's own chunk): it draws and
+#: encodes one frame at a time, so a larger chunk would only cost the aggregation replica memory.
+OVERLAY_CHUNK_BYTES = 32 * 2**20
 
 
 class _Closable(Protocol):
@@ -136,15 +142,16 @@ class TrackingStage:
             session.close()
         else:
             self._sessions.put(task.job_id, task.chunk_index + 1, session)
-        spec = video_spec(task.video, task.decoding, task.filename)
+        spec = video_spec(task.video, task.decoding, task.filename, task.vertices)
         return TrackedChunk(task, output, state, len(chunk), chunk.is_last, chunk.cursor, self.engine.info,
                             self.engine.camera(spec), self.engine.holdback_frames,
-                            {"decode": decoded.seconds, "tracking": time.perf_counter() - started})
+                            {"decode": decoded.seconds, "tracking": time.perf_counter() - started},
+                            self.engine.body_model() if task.chunk_index == 0 else None)
 
     def _open(self, task: ChunkTask) -> Session:
         state = self.store.load_state(task.job_id, task.chunk_index)
         if state is None:
-            return self.engine.open(video_spec(task.video, task.decoding, task.filename))
+            return self.engine.open(video_spec(task.video, task.decoding, task.filename, task.vertices))
         return self.engine.restore(state)
 
     def close(self) -> None:
@@ -158,24 +165,31 @@ class AggregationStage:
     def commit(self, tracked: TrackedChunk) -> ChunkReceipt:
         started = time.perf_counter()
         task = tracked.task
-        stored = StoredChunk(tracked.output, tracked.engine, tracked.camera, tracked.holdback_frames)
+        stored = StoredChunk(tracked.output, tracked.engine, tracked.camera, tracked.holdback_frames,
+                             tracked.body_model)
         self.store.commit_chunk(task.job_id, task.chunk_index, pickle.dumps(stored, protocol=5), tracked.state,
                                 tracked.cursor, tracked.frames, tracked.is_last)
         timings = {**tracked.timings, "aggregation": time.perf_counter() - started}
         return ChunkReceipt(task.chunk_index, tracked.frames, tracked.is_last, tracked.cursor, timings)
 
     def finalize(self, job_id: str) -> dict[str, int]:
-        """Assemble the committed chunks into the result files; return their sizes."""
+        """Assemble the committed chunks into the result files, then render what is made from
+        them (the overlay MP4); return the sizes of the requested formats.
+
+        The JSON result is written whatever ``formats`` says (only the requested formats can be
+        downloaded): the viewer reads its frames by range, and the MP4 is drawn from it."""
         record = self.store.get(job_id)
-        video, decoding = record.video, record.decoding
+        video, decoding, formats = record.video, record.decoding, record.options.formats
         # Spill beside the result: on the store's volume, not in a temporary folder in memory.
         directory = self.store.result_dir(job_id)
-        files = ResultFiles(directory, record.options.formats, spill_dir=directory)
+        written = ["json", *(f for f in formats if f != "json" and f not in RENDERED_FORMATS)]
+        files = ResultFiles(directory, written, spill_dir=directory)
+        timeline = TimelineTally()
         try:
             chunks = (pickle.loads(blob) for blob in self.store.chunk_outputs(job_id))
             first = next(chunks)
-            header = make_header(video, decoding, first.engine, first.camera)
-            assembler = ResultAssembler(header, files, first.holdback_frames)
+            header = make_header(video, decoding, first.engine, first.camera, first.body_model, record.options)
+            assembler = ResultAssembler(header, Tee(files, timeline), first.holdback_frames)
             assembler.add(first.output)
             for stored in chunks:
                 assembler.add(stored.output)
@@ -183,7 +197,31 @@ class AggregationStage:
         except BaseException:
             files.abort()
             raise
-        return {fmt: path.stat().st_size for fmt, path in files.paths.items()}
+        write_viewer_files(directory, files.paths["json"], timeline)
+        sizes: dict[str, int] = {fmt: path.stat().st_size for fmt, path in files.paths.items() if fmt in formats}
+        if "mp4" in formats:
+            sizes["mp4"] = self.render_overlay(record).bytes
+        return sizes
+
+    def render_overlay(self, record: JobRecord) -> OverlayStats:
+        """The overlay MP4 of a job whose result JSON is written: the upload decoded again with
+        the job's own decode options, chunk by chunk, drawn and encoded frame by frame
+        (``overlay.render_overlay``). It needs no state from the chunks, so a finalize run again
+        (another replica, after a crash) renders it again from the start. One FFmpeg thread and
+        one x264 thread: the stage shares its CPUs. Stops (``JobCancelled``) between chunks
+        once the job is cancelled or deleted."""
+        def still_wanted(frames_written: int) -> None:
+            try:
+                cancelled = self.store.get(record.id).cancel_requested
+            except JobNotFound:
+                cancelled = True
+            if cancelled:
+                raise JobCancelled(f"the job was cancelled while its overlay was rendered ({frames_written} frames)")
+
+        return render_overlay(self.store.upload_path(record.id), self.store.result_path(record.id, "json"),
+                              self.store.result_path(record.id, "mp4"), decoding=record.decoding,
+                              chunk_bytes=min(record.decoding.chunk_bytes, OVERLAY_CHUNK_BYTES),
+                              encoder=EncoderOptions(threads=1), decode_threads=1, on_chunk=still_wanted)
 
 
 class LocalStages:
@@ -203,7 +241,7 @@ class LocalStages:
         configured one."""
         from .engines import EngineRegistry
 
-        store = LocalJobStore(settings.store.root)
+        store = open_store(settings.store)
         engine = engine or EngineRegistry().create(settings.engine.name, settings.engine.options)
         tracking = TrackingStage(engine, store, MemoryGuard(settings.tracking.memory_limit_bytes))
         return cls(DecodeStage(store), tracking, AggregationStage(store), settings.limits)

@@ -6,10 +6,11 @@ is local; on a cluster it must be a volume every node mounts (see cluster/README
 
 A job's directory::
 
-    upload            the uploaded video
+    upload            the uploaded video (kept with a succeeded job's results: the viewer plays it)
     chunks/000042     engine output of chunk 42 (pickled ChunkOutput)
     state             tracker state after the last committed chunk
-    result.json, result.npz
+    result.json, result.npz, result.mp4
+    timeline.json, frames.index.npy   what the viewer reads (pose_pipeline/viewer/data.py)
 
 Chunk commits are atomic and idempotent: files are written under a temporary name and
 renamed, and the record only advances when it was at that chunk, so a chunk retried after
@@ -25,13 +26,14 @@ import sqlite3
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from .config import StoreSettings
 from .errors import JobNotFound
 from .options import JobOptions
 from .video import DecodeCursor, DecodeOptions, VideoProbe
@@ -100,8 +102,21 @@ _JSON_FIELDS: Mapping[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = 
 }
 
 
+class SqlConnection(Protocol):
+    """What the record queries need of a database connection (sqlite3's, or an adapter)."""
+
+    row_factory: Any
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any: ...
+
+
 class JobStore(ABC):
-    """Job records and files. All methods are safe to call from several processes."""
+    """Job records and files. All methods are safe to call from several processes.
+
+    Every path a store hands out is under its ``root``, a folder every replica on every node
+    mounts at the same place, so that any replica can use a path another one was given; no
+    path is of a folder only one process or node can see. ``PostgresJobStore``, whose records
+    several nodes share, refuses a ``root`` that is not the volume its jobs' files are on."""
 
     @abstractmethod
     def new_upload_path(self) -> Path: """A fresh path under the spool folder to receive an upload."""
@@ -143,13 +158,20 @@ class JobStore(ABC):
         """Take or renew the job's lease; with ``steal``, only if the lease has expired."""
 
     @abstractmethod
-    def recent(self, limit: int = 100) -> list[JobRecord]: """The newest jobs, newest first."""
+    def recent(self, limit: int = 100, *, states: Collection[JobState] = (),
+               before: tuple[float, str] | None = None) -> list[JobRecord]:
+        """The newest jobs, newest first (by ``created_at``, then id): only those in ``states``
+        (all when empty), and only those after ``before`` = (created_at, id) of the last job of
+        the previous page in that order."""
 
     @abstractmethod
     def orphans(self, now: float) -> list[str]: """Unfinished jobs whose lease has expired."""
 
     @abstractmethod
-    def discard_work_files(self, job_id: str, keep_results: bool = True) -> None: ...
+    def discard_work_files(self, job_id: str, keep_results: bool = True) -> None:
+        """Remove what a job no longer needs once it has ended. ``keep_results``: keep what a
+        succeeded job serves until it expires (its results, the viewer's files and the upload);
+        else remove all of its files."""
 
     @abstractmethod
     def delete(self, job_id: str) -> None: """Remove the job's record and files."""
@@ -160,6 +182,10 @@ class JobStore(ABC):
     @abstractmethod
     def usage_bytes(self) -> int: ...
 
+    @abstractmethod
+    def clean_spool(self, older_than_s: float) -> int:
+        """Remove uploads abandoned by a process that died while receiving them; how many."""
+
 
 class LocalJobStore(JobStore):
     def __init__(self, root: str | os.PathLike) -> None:
@@ -169,6 +195,10 @@ class LocalJobStore(JobStore):
         self.spool.mkdir(parents=True, exist_ok=True)
         self.jobs.mkdir(parents=True, exist_ok=True)
         self._db = self.root / "jobs.sqlite"
+        self._init_records()
+
+    def _init_records(self) -> None:
+        """Create (or bring up to date) the table of job records."""
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"CREATE TABLE IF NOT EXISTS jobs ({', '.join(_COLUMNS)}, PRIMARY KEY (id))")
@@ -178,9 +208,13 @@ class LocalJobStore(JobStore):
                 if column not in present:
                     db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
             db.execute("CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state)")
+            db.execute("CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at, id)")  # the job list
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self) -> Iterator[SqlConnection]:
+        """A connection for one operation. Every query of this class is portable SQL with
+        ``?`` placeholders, so that a server-backed store (store_postgres.py) only replaces
+        this and ``_init_records``."""
         db = sqlite3.connect(self._db, timeout=30, isolation_level=None)
         try:
             db.execute("PRAGMA busy_timeout=30000")
@@ -235,10 +269,21 @@ class LocalJobStore(JobStore):
                 f"AND {condition}", [owner, now + lease_s, job_id, *params])
         return cursor.rowcount == 1
 
-    def recent(self, limit: int = 100) -> list[JobRecord]:
+    def recent(self, limit: int = 100, *, states: Collection[JobState] = (),
+               before: tuple[float, str] | None = None) -> list[JobRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        if states:
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            params.extend(JobState(state).value for state in states)
+        if before is not None:  # keyset pagination: stable while jobs are added or removed
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            params.extend([before[0], before[0], before[1]])
+        condition = f"WHERE {' AND '.join(where)} " if where else ""
         with self._connect() as db:
             db.row_factory = sqlite3.Row
-            rows = db.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+            rows = db.execute(f"SELECT * FROM jobs {condition}ORDER BY created_at DESC, id DESC LIMIT ?",
+                              [*params, limit]).fetchall()
         return [_from_row(dict(row)) for row in rows]
 
     def orphans(self, now: float) -> list[str]:
@@ -299,7 +344,8 @@ class LocalJobStore(JobStore):
         shutil.rmtree(directory / "chunks", ignore_errors=True)
         for spill in directory.glob(".npz-spill-*"):  # left by a process that died writing the NPZ
             shutil.rmtree(spill, ignore_errors=True)
-        for path in [directory / "upload", *directory.glob("state-*"), *directory.glob("*.partial")]:
+        # The upload stays: the viewer plays it until the job expires or is deleted.
+        for path in [*directory.glob("state-*"), *directory.glob("*.partial")]:
             path.unlink(missing_ok=True)
 
     def delete(self, job_id: str) -> None:
@@ -334,7 +380,8 @@ def new_job_id() -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    # A name of its own: two replicas may commit the same retried chunk at once.
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
@@ -367,3 +414,13 @@ def _from_row(row: dict[str, Any]) -> JobRecord:
     row["cancel_requested"] = bool(row["cancel_requested"])
     row["decoded_all"] = bool(row["decoded_all"])
     return JobRecord(**row)
+
+
+def open_store(settings: StoreSettings) -> JobStore:
+    """The store that ``settings`` describe: records in PostgreSQL when ``store.database`` is
+    set (several ingress replicas), else in SQLite beside the files; files under ``root``."""
+    if settings.database:
+        from .store_postgres import PostgresJobStore  # psycopg: the optional extra 'postgres'
+
+        return PostgresJobStore(settings.root, settings.database)
+    return LocalJobStore(settings.root)

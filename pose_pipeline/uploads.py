@@ -37,7 +37,7 @@ async def receive(body: AsyncIterator[bytes], content_type: str, dest: Path, max
                   filename: str = "") -> Upload:
     """Write the upload to ``dest``; on any error ``dest`` is removed and the error raised."""
     raw_type, params = parse_options_header(content_type or "")
-    media_type = raw_type.decode().lower()
+    media_type = raw_type.decode("latin-1").lower()  # a header's bytes, whatever they are
     try:
         if media_type == "multipart/form-data":
             if b"boundary" not in params:
@@ -146,7 +146,10 @@ class _MultipartSink:
 async def _receive_multipart(body: AsyncIterator[bytes], boundary: bytes, dest: Path, max_bytes: int) -> Upload:
     sink = _MultipartSink(dest, max_bytes)
     callbacks: Any = {name: getattr(sink, name) for name in dir(sink) if name.startswith("on_")}
-    parser = MultipartParser(boundary, callbacks)
+    try:
+        parser = MultipartParser(boundary, callbacks)
+    except Exception as exc:  # the parser refuses the boundary itself (e.g. over 256 bytes)
+        raise InvalidRequest(f"malformed multipart body: {exc}") from None
     try:
         async for piece in body:
             try:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .options import JobOptions
 from .parts import PartialUpload
+from .pipeline import processing_of
 from .store import JobRecord, JobState
 from .video import VideoProbe
 
@@ -57,6 +58,13 @@ class JobUrls(_View):
     self_: str = Field(alias="self")
     events: str
     result: str
+    #: The job's page in a browser (no build step, no CDN): the video with the result drawn on it.
+    viewer: str
+    #: What the viewer reads: frames of the result by range, the track timeline, the upload.
+    frames: str
+    tracks: str
+    video: str
+    media_token: str
 
 
 class VideoView(_View):
@@ -82,6 +90,18 @@ class VideoView(_View):
         return cls.model_validate(video.to_dict())
 
 
+class ProcessingView(_View):
+    """How the video is processed (the result header's ``processing``): ``fps`` null is every
+    frame; the frames the engine sees, and the overlay MP4, are ``frame_width x frame_height``."""
+
+    fps: float | None
+    max_side: int | None
+    frame_width: int
+    frame_height: int
+    start_s: float | None
+    end_s: float | None
+
+
 class JobView(_View):
     """A job's status: ``GET /v1/jobs/{id}``, each event of ``/events``, and the answer of
     ``POST /v1/jobs`` and ``DELETE /v1/jobs/{id}``."""
@@ -93,6 +113,7 @@ class JobView(_View):
     filename: str
     video: VideoView
     options: JobOptions
+    processing: ProcessingView
     engine: str
     created_at: float
     started_at: float | None
@@ -103,8 +124,6 @@ class JobView(_View):
     error: ErrorBody | None
     results: dict[str, ResultLink]
     urls: JobUrls
-    #: Only in the answer to ``DELETE`` of a job that had ended: its record is gone too.
-    deleted: bool | None = None
 
     @classmethod
     def of(cls, record: JobRecord, base_url: str, now: float | None = None) -> JobView:
@@ -122,6 +141,7 @@ class JobView(_View):
             filename=record.filename,
             video=VideoView.of(record.video),
             options=record.options,
+            processing=ProcessingView.model_validate(processing_of(record.video, record.decoding).to_dict()),
             engine=record.engine,
             created_at=record.created_at,
             started_at=record.started_at,
@@ -133,14 +153,10 @@ class JobView(_View):
             error=None if record.error is None else ErrorBody.model_validate(record.error),
             results={fmt: ResultLink(url=f"{base}/result?format={fmt}", bytes=size)
                      for fmt, size in record.results.items()},
-            urls=JobUrls(self_=base, events=f"{base}/events", result=f"{base}/result"),
+            urls=JobUrls(self_=base, events=f"{base}/events", result=f"{base}/result", viewer=f"{base}/viewer",
+                         frames=f"{base}/frames", tracks=f"{base}/tracks", video=f"{base}/video",
+                         media_token=f"{base}/media-token"),
         )
-
-    def to_json(self) -> dict[str, Any]:
-        body = super().to_json()
-        if self.deleted is None:  # absent, not null, unless the record was deleted
-            del body["deleted"]
-        return body
 
 
 class UploadView(_View):
@@ -189,3 +205,49 @@ class ReadyView(_View):
 def readiness_json(stages: dict[str, StageReadiness]) -> dict[str, Any]:
     """``deployments`` of ``/readyz``, with only the fields each one has."""
     return {name: stage.model_dump(mode="json", exclude_none=True) for name, stage in stages.items()}
+
+
+class JobList(_View):
+    """``GET /v1/jobs``: a page of jobs, newest first, each as ``GET /v1/jobs/{id}`` gives it;
+    ``next_cursor`` (opaque) asks for the next page, null on the last one."""
+
+    jobs: list[JobView]
+    next_cursor: str | None
+
+
+class FramesPage(_View):
+    """``GET /v1/jobs/{id}/frames``: frames ``start`` .. ``start + count - 1`` of the result,
+    each exactly as in the result JSON's ``frames`` (docs/result-schema.md); ``total``: the
+    result's frames."""
+
+    start: int
+    count: int
+    total: int
+    frames: list[dict[str, Any]]
+
+
+class TrackTimeline(_View):
+    track_id: int
+    first_frame: int
+    last_frame: int
+    frames_detected: int
+    frames_predicted: int
+    #: The runs of consecutive frames in which the track appears, [first, last] each.
+    segments: list[tuple[int, int]]
+
+
+class Timeline(_View):
+    """``GET /v1/jobs/{id}/tracks``: one bar per track for the viewer's timeline."""
+
+    total_frames: int
+    #: The processed frame rate (the result's frames per second of video).
+    fps: float | None
+    tracks: list[TrackTimeline]
+
+
+class MediaTokenView(_View):
+    """``POST /v1/jobs/{id}/media-token``: ``GET .../video?media_token=`` accepts it instead of
+    the bearer header until ``expires_at`` (Unix seconds)."""
+
+    token: str
+    expires_at: float

@@ -97,6 +97,23 @@ def serve_cluster(serve_tools: ModuleType) -> Iterator[Callable[..., Any]]:
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A real PostgreSQL server for this session (tests/support/postgres.py), from Debian's
+    packages; ``new_database()`` gives each user a database of its own. Skipped where the
+    server is not installed, except in CI (``CI`` set), which installs it: there its absence
+    is a failure."""
+    import support.postgres
+
+    if support.postgres.bin_dir() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed; .ci/run installs it (apt-get install postgresql)")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    server = support.postgres.PostgresServer().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="module")
 def local_api() -> Iterator[Callable[..., TestClient]]:
     """``local_api(settings, **client_options)``: the HTTP API in this process, with real
@@ -116,3 +133,32 @@ def local_api() -> Iterator[Callable[..., TestClient]]:
     yield start
     for client in clients:
         client.__exit__(None, None, None)
+
+
+def launch_browser() -> Iterator[Any]:
+    """Headless Chromium from the system's packages (``/usr/bin/chromium``) under Playwright
+    (tests/support/browser.py); the tests that use it are skipped where either is missing
+    (.ci/run installs both). Playwright's sync API holds an event loop on this thread while
+    it runs, so Serve's sync ``DeploymentResponse.result()`` refuses to run meanwhile."""
+    import support.browser
+
+    if not support.browser.CHROMIUM.exists():
+        pytest.skip(f"{support.browser.CHROMIUM} is absent: apt-get install chromium")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[dev]'")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(support.browser.CHROMIUM),
+                                              args=support.browser.ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One browser for a module of browser tests."""
+    yield from launch_browser()
+
+
+@pytest.fixture
+def browser_for_one_test() -> Iterator[Any]:
+    """A browser for one test, in a module whose other tests call Serve handles synchronously."""
+    yield from launch_browser()

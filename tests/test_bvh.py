@@ -401,6 +401,7 @@ _IMPORT_BVH = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @needs_blender
 def test_blender_imports_the_bvh_and_the_npz_recipe_puts_the_joints_where_the_bvh_does(tmp_path, npz_path):
     result = smpl_result()

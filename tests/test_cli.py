@@ -10,13 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import httpx
+import numpy as np
 import pytest
 
 from pose_pipeline.config import Settings
 from pose_pipeline.errors import InvalidOption
 from pose_pipeline.pipeline import JobOptions
 from pose_pipeline.serialize import read_result
+from pose_pipeline.video import ChunkDecoder, DecodeOptions, probe
 
 WIDTH, HEIGHT, SECONDS, FPS = 240, 136, 2, 30
 
@@ -171,3 +174,58 @@ def test_serve_stops_cleanly_on_sigterm(serve_tools, tmp_path, when):
             server.kill()
     assert server.returncode == 0, stderr[-2000:]
     assert "SIGTERM received" not in stderr
+
+
+# --- seeing the result -------------------------------------------------------------------------
+
+
+def test_track_with_overlay_writes_the_video_with_the_result_drawn(video, tmp_path):
+    out, overlay = tmp_path / "walk.json", tmp_path / "videos" / "walk.mp4"
+    done = cli("track", video, "-o", out, "--overlay", overlay, "--max-side", "160")
+    result = read_result(out)
+    assert f"{overlay}: written" in done.stderr
+    with av.open(str(overlay)) as container:
+        images = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    # every result frame, at the processed size (160x91, padded to even for 4:2:0: 160x92)
+    assert len(images) == len(result.frames) == SECONDS * FPS
+    assert {image.shape for image in images} == {(92, 160, 3)}
+    with ChunkDecoder(video, probe(video), DecodeOptions(max_side=160)) as decoder:  # what the engine saw
+        plain = [image for chunk in decoder for image in chunk.frames]
+    drawn = [k for k, f in enumerate(result.frames) if f.people]
+    changed = [np.abs(images[k][:91].astype(int) - plain[k]).max() > 100 for k in drawn]
+    assert drawn and all(changed)  # boxes on every frame with people
+
+
+@pytest.mark.slow
+def test_submit_prints_the_viewer_and_jobs_lists_the_jobs(video, tmp_path):
+    """Against the library's app over real HTTP in this process (no Ray): ``submit --wait
+    --overlay`` downloads the overlay video and prints the job's viewer URL; ``jobs`` lists
+    the jobs newest first, a page at a time."""
+    from pose_pipeline.api import create_app
+    from pose_pipeline.service import JobService
+    from pose_pipeline.stages import LocalStages
+
+    from support.http_server import serve_app
+
+    settings = Settings.from_dict({"engine": {"name": "motion"}, "store": {"root": str(tmp_path / "store")}})
+    service = JobService(settings, LocalStages.from_settings(settings), owner="cli-test")
+    with serve_app(create_app(service)) as url:
+        out, overlay = tmp_path / "out.json", tmp_path / "out.mp4"
+        done = cli("submit", video, "--url", url, "--wait", "-o", out, "--overlay", overlay)
+        (viewer,) = [line.removeprefix("viewer: ") for line in done.stderr.splitlines() if line.startswith("viewer: ")]
+        job_id = viewer.removeprefix(f"{url}/v1/jobs/").removesuffix("/viewer")
+        assert httpx.get(viewer).status_code == 200 and len(job_id) == 32
+        with av.open(str(overlay)) as container:
+            assert sum(1 for _ in container.decode(video=0)) == len(read_result(out).frames) == SECONDS * FPS
+        second = cli("submit", video, "--url", url).stdout.strip()  # no --wait: its id on stdout
+        first_page = cli("jobs", "--url", url, "--limit", "1")
+        rows = first_page.stdout.splitlines()
+        assert rows[0].split()[:3] == ["JOB", "STATE", "STAGE"] and rows[1].split()[0] == second
+        (cursor,) = [line.split("--cursor ")[1] for line in first_page.stderr.splitlines() if "--cursor" in line]
+        rest = cli("jobs", "--url", url, "--cursor", cursor, "--json")
+        assert [json.loads(line)["job_id"] for line in rest.stdout.splitlines()] == [job_id]
+        assert "more:" not in rest.stderr
+        bad = cli("jobs", "--url", url, "--state", "finished", code=2)
+        assert bad.stderr.startswith("error: invalid_option: state must be one of")
+        assert cli("submit", video, "--url", url, "--overlay", overlay, code=2).stderr.startswith(
+            "error: invalid_option: --overlay needs --wait")

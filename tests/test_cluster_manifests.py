@@ -27,6 +27,7 @@ CLUSTER = ROOT / "cluster"
 SERVE_CONFIG = ROOT / "serve_config.yaml"
 RAYSERVICE = CLUSTER / "kuberay" / "rayservice.yaml"
 PVC = CLUSTER / "kuberay" / "pvc.yaml"
+DATABASE_SECRET = CLUSTER / "kuberay" / "store-database-secret.yaml"
 LAUNCHER = CLUSTER / "launcher" / "cluster.yaml"
 ALERTS = CLUSTER / "prometheus" / "alerts.yml"
 PROMETHEUS = CLUSTER / "prometheus" / "prometheus.yml"
@@ -153,7 +154,8 @@ CLUSTER_FILES = sorted(p for p in CLUSTER.rglob("*") if p.suffix in (".yaml", ".
 
 
 def test_cluster_has_the_expected_files():
-    for path in (RAYSERVICE, PVC, LAUNCHER, ALERTS, PROMETHEUS, DASHBOARD, CLUSTER / "docker" / "cpu.Dockerfile"):
+    for path in (RAYSERVICE, PVC, DATABASE_SECRET, LAUNCHER, ALERTS, PROMETHEUS, DASHBOARD,
+                 CLUSTER / "docker" / "cpu.Dockerfile"):
         assert path.is_file(), path
 
 
@@ -221,6 +223,37 @@ def test_store_root_is_the_shared_volume_on_every_pod():
                   for v in pod["volumes"] if "persistentVolumeClaim" in v}
         mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
         assert claims.get(mounts.get(root)) == pvc["metadata"]["name"], group.get("groupName", "head")
+
+
+def test_every_ray_container_reads_the_store_database_from_the_secret():
+    # Two Ingress replicas share job records only through PostgreSQL (store.database); the
+    # connection string, a password, comes from a Secret, never from serveConfigV2.
+    secret = load_yaml(DATABASE_SECRET)
+    assert (secret["apiVersion"], secret["kind"]) == ("v1", "Secret")
+    (key,) = secret["stringData"]
+    assert secret["stringData"][key].startswith("postgresql://")
+    cluster = rayservice()["spec"]["rayClusterConfig"]
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        env = {e["name"]: e for e in group["template"]["spec"]["containers"][0].get("env", [])}
+        variable = env.get("POSE_PIPELINE_STORE__DATABASE")
+        assert variable is not None, group.get("groupName", "head")
+        assert variable["valueFrom"]["secretKeyRef"] == {"name": secret["metadata"]["name"], "key": key}
+    (app,) = serve_config()["applications"]
+    assert "database" not in app["args"]["settings"]["store"], "the password would show in serveConfigV2"
+    assert deployments_by_name()["Ingress"]["num_replicas"] > 1
+
+
+def test_the_variable_names_the_store_database_setting():
+    from pose_pipeline.config import Settings
+
+    dsn = "postgresql://pose:x@db:5432/pose"
+    assert Settings.load(env={"POSE_PIPELINE_STORE__DATABASE": dsn}).store.database == dsn
+
+
+def test_the_images_install_the_postgres_driver():
+    for name in ("cpu.Dockerfile", "gpu.Dockerfile"):
+        text = (CLUSTER / "docker" / name).read_text()
+        assert re.search(r"pip install (-e )?\"\.\[postgres\]\"", text), name
 
 
 def test_every_ray_container_has_probes_and_a_metrics_port():

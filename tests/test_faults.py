@@ -9,6 +9,7 @@ at uploads of a given file name (tests pick the scenario by naming the upload).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -38,6 +39,7 @@ FAULTS = [
     {"kind": "gpu_oom", "chunk": 1, "filename": "gpu-oom-fail.mp4", "above_batch": 0, "times": 1},
     {"kind": "hang", "chunk": 1, "filename": "hang.mp4", "times": 1},
     {"kind": "exit", "chunk": 0, "filename": "exit-chained.mp4", "times": 1},
+    {"kind": "slow", "chunk": 1, "filename": "slow.mp4", "times": 4, "seconds": 6},
 ]
 
 
@@ -115,6 +117,36 @@ def _kill_mid_job(serve_tools, http, video: Path, deployment: str) -> dict:
     done = serve_tools.wait_job(http, job["job_id"], timeout_s=180)
     assert done["state"] == "succeeded", done
     return done
+
+
+# 0. readiness while every tracking replica is busy --------------------------------------------
+
+
+def test_readyz_answers_at_once_while_every_tracking_replica_is_busy(serve_tools, service, video, reference):
+    # Four jobs whose chunk 1 takes 6 s longer keep both Tracking replicas (one request at a
+    # time each) busy, with chunks queued: /readyz reads state, it does not queue behind them.
+    http, _ = service
+    _tracking_pids(serve_tools)
+    jobs = [serve_tools.submit(http, video, name="slow.mp4") for _ in range(4)]
+
+    def chunks_done() -> list[int]:
+        return [http.get(f"/v1/jobs/{job['job_id']}").json()["progress"]["chunks_done"] for job in jobs]
+
+    serve_tools.wait_until(lambda: min(chunks_done()) >= 1, 60, 0.1, "the first chunk of each job")
+    answers = []
+    for _ in range(4):
+        started = time.monotonic()
+        response = http.get("/readyz")
+        answers.append((response.status_code, round(time.monotonic() - started, 2)))
+        if response.status_code == 200:
+            assert response.json()["deployments"]["Tracking"]["engine"]["name"] == "motion"
+        time.sleep(0.3)
+    assert 1 in chunks_done(), "the slow chunks ended before readiness was asked: nothing was queued"
+    assert all(status == 200 and seconds < 2.5 for status, seconds in answers), answers
+    for job in jobs:
+        done = serve_tools.wait_job(http, job["job_id"], timeout_s=180)
+        assert done["state"] == "succeeded", done["error"]
+        assert _result(http, job["job_id"]) == reference
 
 
 # 1. a tracking replica dies ----------------------------------------------------------------

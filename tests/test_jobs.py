@@ -147,7 +147,8 @@ def assert_succeeded_with(store: LocalJobStore, record: JobRecord, reference: di
     assert json.loads(path.read_text()) == reference
     assert record.results == {"json": path.stat().st_size}
     job_dir = store.result_dir(record.id)
-    assert sorted(p.name for p in job_dir.iterdir()) == ["result.json"]  # work files discarded
+    # work files discarded; kept: the result, the viewer's files beside it, the upload (the viewer plays it)
+    assert sorted(p.name for p in job_dir.iterdir()) == ["frames.index.npy", "result.json", "timeline.json", "upload"]
 
 
 def assert_failed(store: LocalJobStore, record: JobRecord, code: str, **details) -> None:
@@ -224,7 +225,8 @@ def test_discard_work_files_and_expire(new_job, store, video):
         store.result_path(job, "json").write_text("{}")
         store.result_path(job, "npz").with_suffix(".npz.partial").write_bytes(b"half")
     store.discard_work_files(kept)
-    assert sorted(p.name for p in store.result_dir(kept).iterdir()) == ["result.json"]
+    # the upload stays with the results: the viewer plays it until the job expires
+    assert sorted(p.name for p in store.result_dir(kept).iterdir()) == ["result.json", "upload"]
     store.discard_work_files(gone, keep_results=False)
     assert not store.result_dir(gone).exists()
 
@@ -288,6 +290,45 @@ def test_retryable_failures_within_the_budget_give_the_same_result(new_job, stor
     assert_succeeded_with(store, record, reference)
     assert stages.calls == [0, 1, 2, 2, 2, 3, 4, 5]
     assert record.retries == 2
+
+
+@pytest.mark.slow
+def test_a_stage_queue_full_inside_a_job_is_retried_with_the_same_result(new_job, store, video, reference):
+    # Serve's max_queued_requests refusing a chunk is load, not a fault of the work: retried
+    # after a pause (docs/api.md, overloaded), not the job's end.
+    stages = ScriptedStages(local_stages(store), at=1, error=Overloaded, times=1)
+    record = run_job(store, stages, new_job(store, video), max_chunk_retries=2)
+    assert_succeeded_with(store, record, reference)
+    assert stages.calls == [0, 1, 1, 2, 3, 4, 5] and record.retries == 1
+
+
+class FailingFinalize(ScriptedStages):
+    """Real stages whose ``finalize`` raises ``error()`` its first ``times`` calls (e.g. the
+    aggregation replica died while it rendered the overlay MP4)."""
+
+    def __init__(self, inner: LocalStages, error, times: int) -> None:
+        super().__init__(inner)
+        self.finalize_error, self.finalize_times, self.finalizes = error, times, 0
+
+    async def finalize(self, job_id: str) -> dict[str, int]:
+        self.finalizes += 1
+        if self.finalizes <= self.finalize_times:
+            raise self.finalize_error(f"injected in finalize call {self.finalizes}")
+        return await self.inner.finalize(job_id)
+
+
+@pytest.mark.slow  # the retries' pauses
+@pytest.mark.parametrize("error, times, outcome", [(WorkerDied, 2, "succeeded"), (WorkerDied, 3, "worker_died"),
+                                                   (InvalidOption, 1, "invalid_option")])
+def test_finalize_is_run_again_after_a_retryable_failure(new_job, store, video, reference, error, times, outcome):
+    stages = FailingFinalize(local_stages(store), error, times)
+    record = run_job(store, stages, new_job(store, video), max_chunk_retries=2)
+    if outcome == "succeeded":  # every chunk once, the result written on the third try, as without failures
+        assert_succeeded_with(store, record, reference)
+        assert (stages.finalizes, record.retries, stages.calls) == (3, 2, list(range(CHUNKS)))
+    else:  # past the budget, or not retryable: the job fails with the error, no retry of the latter
+        assert_failed(store, record, outcome)
+        assert stages.finalizes == (3 if error is WorkerDied else 1)
 
 
 @pytest.mark.slow

@@ -178,7 +178,10 @@ def test_drawing_exact_colours_dashes_labels_and_nothing_else(job, plain):
         changed = (image != plain[index]).any(axis=-1)
         x1, y1, x2, y2 = processed_box(job, person)
         left, right = int(round(x1)), int(round(x2)) - 1
-        rows = np.arange(int(round(y1)) + 12, int(round(y2)) - 2)  # below the label
+        scale = OverlayStyle().widths(image.shape[1], image.shape[0])[1]
+        assert scale == 2  # at this small size: 10 pixels tall digits
+        label_h = (raster.GLYPH_HEIGHT + 2) * scale
+        rows = np.arange(int(round(y1)) + label_h + 2, int(round(y2)) - 2)  # below the label
         column = (image[rows, left] == color).all(axis=-1)
         inner = (image[rows, left + 1] == color).all(axis=-1)
         if person.detected:  # solid, 2 px
@@ -191,8 +194,9 @@ def test_drawing_exact_colours_dashes_labels_and_nothing_else(job, plain):
         inside[max(int(round(y1)), 0):int(round(y2)), left:right + 1] = True
         assert changed.any() and not (changed & ~inside).any()
         # the label: the track id in the glyph font, in the text colour, on a patch of the track colour
-        glyph = raster._glyph(str(person.track_id), 1)
-        patch = image[int(round(y1)) + 1:int(round(y1)) + 1 + glyph.shape[0], left + 1:left + 1 + glyph.shape[1]]
+        glyph = raster._glyph(str(person.track_id), scale)
+        top, start = int(round(y1)) + scale, left + scale  # inside the patch's padding
+        patch = image[top:top + glyph.shape[0], start:start + glyph.shape[1]]
         assert np.array_equal((patch == text_color(color)).all(axis=-1), glyph)
 
 

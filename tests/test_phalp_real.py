@@ -11,7 +11,9 @@ What is compared, and how closely:
   SMPL, joints and camera equal within ``TOLERANCE`` (our NPZ result against upstream's
   result pickle, converted by ``convert.record_to_person``);
 - our engine with chunks of 1 and 7 frames and the whole clip; state exported after chunk
-  k and restored in a new process; a job through the Serve application and the CLI.
+  k and restored in a new process; a job through the Serve application and the CLI;
+- ``smooth=`` and the BVH export on the engine's output (one-frame chunks against the whole
+  clip), and ``include=vertices`` against HMR2's own ``pred_vertices``.
 Each run costs about 2 minutes on 2 cores (the detector sees 1333x750 per frame, HMR2's
 ViT-H is full size), so the runs are module fixtures shared by the tests.
 """
@@ -189,8 +191,9 @@ def assert_people_equal(ours: dict[int, Person], theirs: dict[int, Person], wher
                                        err_msg=f"{where}, track {tid}: smpl {name}")
 
 
-def assert_same_frames(ours: list[dict[int, Person]], theirs: list[dict[int, Person]]) -> None:
-    assert len(ours) == len(theirs) == clip.FRAMES
+def assert_same_frames(ours: list[dict[int, Person]], theirs: list[dict[int, Person]],
+                       frames: int = clip.FRAMES) -> None:
+    assert len(ours) == len(theirs) == frames
     for index, (a, b) in enumerate(zip(ours, theirs)):
         assert_people_equal(a, b, f"frame {index}")
 
@@ -263,6 +266,151 @@ def test_export_after_chunk_k_and_restore_in_a_new_process(cache, engine, video,
     assert child.returncode == 0, child.stderr.decode()[-6000:]
     for k, rest in zip(RESTORE_AFTER, pickle.loads(out.read_bytes())):
         assert_same_frames(collect(by_frame.outputs[:k + 1] + rest), by_frame.frames)
+
+
+# --- smoothing and BVH on the engine's own output -----------------------------------------------
+
+
+def assemble_smoothed(header, outputs: list[ChunkOutput], holdback: int, out: Path):
+    """``outputs`` through the aggregation's assembler with ``smooth=medium``, into NPZ and BVH."""
+    from dataclasses import replace
+
+    from pose_pipeline.aggregate import ResultAssembler
+    from pose_pipeline.smoothing import SmoothingOptions
+
+    smoothing = SmoothingOptions.parse("medium").to_dict()
+    header = replace(header, processing=replace(header.processing, smoothing=smoothing))
+    out.mkdir()
+    files = ResultFiles(out, ["npz", "bvh"])
+    assembler = ResultAssembler(header, files, holdback)
+    for output in outputs:
+        assembler.add(output)
+    assembler.finish()
+    return files.paths
+
+
+def test_smoothed_in_one_frame_chunks_equals_smoothed_whole_and_exports_bvh(engine, ours, by_frame, tmp_path):
+    """smooth= on phalp's own output (SMPL rotations, betas, translation, 44 joints, back-filled
+    corrections): the clip in ten one-frame chunks, smoothed by the aggregation's assembler,
+    gives the whole clip's smoothed result (within the engine's own chunking tolerance: its
+    batching differs), the raw values stay in the NPZ, and the BVH of each track (the
+    engine's SMPL body model as skeleton) puts its root at the smoothed pelvis."""
+    from scipy.spatial.transform import Rotation
+
+    from pose_pipeline.export.bvh import OPENCV_TO_BVH
+    from pose_pipeline.export.skeleton import HMR2_SMPL_ROWS, SMPL_JOINT_NAMES, offsets
+
+    header = ours["result"].header
+    assert header.body_model is not None  # the engine's SMPL: the BVH's skeleton
+    holdback = engine.holdback_frames
+    whole = assemble_smoothed(header, [ChunkOutput(0, ours["result"].frames)], holdback, tmp_path / "whole")
+    chunked = assemble_smoothed(header, by_frame.outputs, holdback, tmp_path / "chunked")
+    smoothed, smoothed_whole = read_npz(chunked["npz"]), read_npz(whole["npz"])
+    assert_same_frames(npz_people(smoothed), npz_people(smoothed_whole))
+    raw = npz_people(ours["result"])
+    changed = 0
+    for frame, raw_people in zip(npz_people(smoothed), raw):
+        for tid, person in frame.items():
+            # the engine's values are kept beside the smoothed ones
+            assert_people_equal({tid: person.raw}, {tid: raw_people[tid]}, f"raw of track {tid}")
+            angles = np.linalg.norm(np.concatenate([person.smpl.global_orient[None], person.smpl.body_pose]), axis=1)
+            assert angles.max() <= np.pi + 1e-6  # a rotation, not an averaged axis-angle vector
+            before, after = (Rotation.from_rotvec(p.smpl.body_pose) for p in (raw_people[tid], person))
+            changed += bool((before.inv() * after).magnitude().max() > 1e-3)
+    assert changed >= 2  # it smoothed: the first detection of a run is the only one left as it is
+    bvh_files = bvh_tracks(chunked["bvh"], smoothed)
+    assert sorted(bvh_files) == sorted({tid for frame in raw for tid in frame})
+    for tid, (first, bvh) in bvh_files.items():
+        assert bvh.frame_time == pytest.approx(1 / clip.FPS)
+        rows = [frame[tid] for frame in npz_people(smoothed) if tid in frame]
+        # the skeleton is the engine's SMPL for the track's median betas (to the 6 decimals of the
+        # file and of the header's body model)
+        betas = np.median(np.stack([p.smpl.betas for p in rows if p.detected]), axis=0)
+        index = [[j.name for j in bvh.joints].index(n) for n in SMPL_JOINT_NAMES]
+        bones = np.stack([bvh.joints[k].offset for k in index])[1:]
+        assert np.abs(bones - offsets(header.body_model.rest_joints_for(betas))[1:]).max() < 1e-5
+        for row, frame in enumerate(npz_people(smoothed)[first:first + len(bvh.motion)]):
+            if tid in frame:  # the root is the smoothed pelvis, in BVH axes
+                person = frame[tid]
+                pelvis = person.translation.astype(np.float64) + person.joints_3d[HMR2_SMPL_ROWS[0]]
+                np.testing.assert_allclose(bvh.motion[row, :3], OPENCV_TO_BVH @ pelvis, rtol=0, atol=1e-5)
+
+
+def bvh_tracks(path: Path, result) -> dict:
+    """track id -> (result frame of its first BVH frame, parsed BVH), from one track's BVH file
+    or the zip of several."""
+    import zipfile
+
+    from pose_pipeline.export.bvh import is_zip, parse_bvh
+
+    if not is_zip(path):
+        (track,) = result.tracks
+        return {track.track_id: (track.first_frame, parse_bvh(path.read_text()))}
+    with zipfile.ZipFile(path) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+        return {t["track_id"]: (t["first_frame"], parse_bvh(archive.read(t["file"]).decode()))
+                for t in manifest["tracks"]}
+
+
+# --- vertices (include=vertices) ----------------------------------------------------------------
+
+
+def test_vertices_are_hmr2s_pred_vertices_and_the_body_model_is_hmr2s_smpl(engine, video):
+    """A session asked for vertices gives each person HMR2's own ``pred_vertices``
+    (``HMR2.forward_step`` on the crops of the chunk, run beside ours on the same input), as
+    float16 (6890, 3) relative to the translation; they are the mesh of the person's reported
+    SMPL parameters through HMR2's SMPL layer; and the engine's body model gives that layer's
+    rest joints and faces. Four frames: the tracks confirm at the third (n_init=3)."""
+    import torch
+    from scipy.spatial.transform import Rotation
+
+    from pose_pipeline.export.skeleton import HMR2_SMPL_ROWS
+
+    sampler = engine.model.HMAR
+    hmr2 = sampler.model
+    theirs = []
+    ours_forward = sampler.hmr2_forward
+
+    def beside_upstream(image):
+        with torch.no_grad():
+            theirs.append(hmr2.forward_step({"img": image}, train=False)["pred_vertices"].cpu().numpy())
+        return ours_forward(image)
+
+    sampler.hmr2_forward = beside_upstream  # shadows the method on this instance only
+    try:
+        info = probe(video)
+        session = engine.open(VideoSpec(*info.display_size, info.fps, vertices=True))
+        decoding = DecodeOptions(chunk_bytes=settings_for(2).decode.chunk_bytes, end_s=4 / clip.FPS)
+        with ChunkDecoder(video, info, decoding) as decoder:
+            outputs = [session.process(chunk) for chunk in decoder]
+        session.close()
+    finally:
+        del sampler.hmr2_forward
+    upstream_vertices = np.concatenate(theirs).astype(np.float64)  # every crop HMR2 saw
+    people = [p for frame in collect(outputs) for p in frame.values()]
+    assert len(people) >= 3 and upstream_vertices.shape[1:] == (6890, 3)
+    for p in people:
+        assert p.vertices is not None and p.vertices.dtype == np.float16 and p.vertices.shape == (6890, 3)
+        # one of HMR2's crops, to float16's precision (half a step: 2.4e-4 under 0.5 m, 4.9e-4 under 1 m)
+        nearest = np.abs(upstream_vertices - p.vertices.astype(np.float64)).max(axis=(1, 2)).min()
+        assert nearest <= 5e-4 * max(1.0, float(np.abs(p.vertices).max())), nearest
+        rotations = Rotation.from_rotvec(np.concatenate([p.smpl.global_orient[None], p.smpl.body_pose])).as_matrix()
+        with torch.no_grad():
+            mesh = hmr2.smpl(global_orient=torch.tensor(rotations[:1], dtype=torch.float32)[None],
+                             body_pose=torch.tensor(rotations[1:], dtype=torch.float32)[None],
+                             betas=torch.tensor(p.smpl.betas)[None], pose2rot=False).vertices[0].numpy()
+        assert np.abs(mesh - p.vertices.astype(np.float64)).max() < 1e-3
+    model = engine.body_model()
+    assert model.vertex_count == 6890 and model.faces.dtype == np.int32 and model.faces.shape == (13776, 3)
+    assert np.array_equal(model.faces, np.asarray(hmr2.smpl.faces, dtype=np.int64))
+    betas = people[0].smpl.betas
+    identity = torch.eye(3).expand(1, 24, 3, 3)
+    with torch.no_grad():  # the zero pose: every joint at its rest position
+        joints = hmr2.smpl(global_orient=identity[:, :1], body_pose=identity[:, 1:], betas=torch.tensor(betas)[None],
+                           pose2rot=False).joints[0].numpy()
+    rest = model.rest_joints_for(betas)
+    for joint, row in HMR2_SMPL_ROWS.items():
+        np.testing.assert_allclose(joints[row], rest[joint], rtol=0, atol=1e-5, err_msg=f"SMPL joint {joint}")
 
 
 # --- fixes -------------------------------------------------------------------------------------
@@ -375,4 +523,4 @@ def test_job_through_the_serve_application_equals_the_cli(cache, video, tmp_path
             served.write_bytes(result.content)
     finally:
         cluster.stop()
-    assert_same_frames(npz_people(read_npz(served)), cli_frames)
+    assert_same_frames(npz_people(read_npz(served)), cli_frames, frames=len(cli_frames))

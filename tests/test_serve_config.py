@@ -67,3 +67,24 @@ def test_build_app_has_the_signature_serve_requires():
 
     assert len(inspect.signature(build_app).parameters) == 1
     assert build_app({"settings": {"engine": {"name": "motion"}}}) is not None
+
+
+def test_the_service_reads_the_settings_file_of_config_and_of_the_variable(tmp_path, monkeypatch):
+    # `pose-pipeline --config FILE serve` and `$POSE_PIPELINE_CONFIG`: the file's settings reach
+    # the application's deployments; the application's args.settings and the variables win.
+    import argparse
+
+    from deployments.cli import use_config_file
+
+    settings_file = tmp_path / "pose.yaml"
+    settings_file.write_text("decode: {max_side: 720}\njobs: {max_running: 3}\n")
+    monkeypatch.delenv("POSE_PIPELINE_CONFIG", raising=False)
+    use_config_file(argparse.Namespace(config=str(settings_file)))
+    monkeypatch.setenv("POSE_PIPELINE_JOBS__MAX_RUNNING", "5")
+    app = compose({"settings": {"decode": {"fps": 10}}})
+    settings = app._bound_deployment.init_args[0]
+    assert (settings.decode.max_side, settings.decode.fps, settings.jobs.max_running) == (720, 10, 5)
+
+    monkeypatch.setenv("POSE_PIPELINE_CONFIG", str(settings_file))  # the variable alone: the same
+    monkeypatch.delenv("POSE_PIPELINE_JOBS__MAX_RUNNING")
+    assert compose({})._bound_deployment.init_args[0].jobs.max_running == 3

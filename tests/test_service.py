@@ -6,11 +6,13 @@ Three applications share the module's cluster:
 - "pose" at /: two 0.5-GPU tracking replicas of the motion engine (the synthetic videos are
   its ground truth);
 - "broken" at /broken: an engine that cannot load (the upstream PHALP stack is absent);
-- "cpu" at /cpu: the embedded default engine, blazepose, on a real clip.
+- "cpu" at /cpu: the embedded default engine, blazepose, on a real clip (and its viewer, in
+  Chromium: tests/support/browser.py).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -19,6 +21,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+import av
 import httpx
 import psutil
 import pytest
@@ -27,7 +30,10 @@ from ray import serve
 
 from pose_pipeline import synthetic
 from pose_pipeline.clips import CARPHONE, clip
+from pose_pipeline.schema import TrackingResult
 from pose_pipeline.video import DecodeOptions
+
+from support.browser import ViewerPage, check_box
 
 pytestmark = [pytest.mark.serve, pytest.mark.slow]
 
@@ -103,6 +109,33 @@ def test_concurrent_jobs_all_succeed_on_both_tracking_replicas(serve_tools, http
     assert len(worked) == 2, f"only {len(worked)} of the tracking replicas got chunks"
 
 
+def test_the_viewer_and_the_overlay_mp4_through_serve(serve_tools, cluster, browser_for_one_test):
+    """The viewer of a blazepose job of the Serve application at /cpu (behind a route prefix:
+    the page finds the API under it) opens in Chromium and draws the result's box on the
+    video; the Aggregation deployment rendered the overlay MP4."""
+    video = clip(CARPHONE)
+    with httpx.Client(base_url=cluster.url("/cpu"), timeout=120) as cpu:
+        serve_tools.wait_until(lambda: serve_tools.is_ready(cpu), 120, 1, "the blazepose application")
+        done = serve_tools.wait_job(cpu, serve_tools.submit(cpu, video, end_s=2, formats="json,mp4")["job_id"])
+        assert done["state"] == "succeeded" and set(done["results"]) == {"json", "mp4"}, done
+        result = TrackingResult.from_dict(cpu.get(f"/v1/jobs/{done['job_id']}/result").json())
+        overlay = cpu.get(f"/v1/jobs/{done['job_id']}/result", params={"format": "mp4"})
+    assert done["urls"]["viewer"] == f"{cluster.url('/cpu')}/v1/jobs/{done['job_id']}/viewer"
+    with av.open(io.BytesIO(overlay.content)) as container:
+        images = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    size = (done["processing"]["frame_height"], done["processing"]["frame_width"], 3)
+    assert len(images) == len(result.frames) > 0 and {image.shape for image in images} == {size}
+
+    (person,) = result.frames[0].people  # the man, in every frame
+    view = ViewerPage(browser_for_one_test, done["urls"]["viewer"])
+    try:
+        view.wait_frame(0)
+        check_box(view, result, 0, person.track_id)
+        assert view.errors == [] and all(u.startswith(cluster.url("/cpu") + "/v1/") for u in view.urls)
+    finally:
+        view.close()
+
+
 # --- uploads --------------------------------------------------------------------------------
 
 
@@ -164,6 +197,15 @@ def test_cli_submit_waits_and_writes_the_result(serve_tools, cluster, video, tmp
     assert done.returncode == 0, done.stderr
     assert "100%" in done.stderr and f"{out}: written" in done.stderr
     assert json.loads(out.read_text()) == serve_tools.offline_result(video, tmp_path / "offline.json")
+    (viewer,) = [line.removeprefix("viewer: ") for line in done.stderr.splitlines() if line.startswith("viewer: ")]
+    job_id = viewer.removeprefix(f"{cluster.url()}/v1/jobs/").removesuffix("/viewer")
+    assert len(job_id) == 32 and httpx.get(viewer).status_code == 200
+    listed = subprocess.run([sys.executable, "-m", "pose_pipeline.cli", "jobs", "--url", cluster.url(), "--limit", "1",
+                             "--state", "succeeded"], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[1].split()[:2] == [job_id, "succeeded"]  # the newest, under the header
+    succeeded = httpx.get(f"{cluster.url()}/v1/jobs", params={"state": "succeeded"}).json()["jobs"]
+    assert ("more: pose-pipeline jobs --cursor " in listed.stderr) == (len(succeeded) > 1)
 
 
 def test_a_part_cut_by_the_client_is_dropped_and_the_upload_resumes(serve_tools, http, cluster, video):

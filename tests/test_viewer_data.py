@@ -136,3 +136,26 @@ def test_the_page_is_self_contained():
             assert all(i.startswith("./") and i[2:] in viewer.ASSETS for i in imports), (name, imports)
     with pytest.raises(KeyError):
         viewer.asset("../__init__.py")
+
+
+@pytest.mark.slow  # builds a wheel
+def test_the_wheel_ships_the_page(tmp_path):
+    """``[tool.setuptools.package-data]``: a wheel built from the sources has every file the
+    service serves for the page (built from a copy, so that no build folder is left here)."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, source / name)
+    for package in ("pose_pipeline", "deployments"):
+        shutil.copytree(root / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "dist"), str(source)], check=True, capture_output=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"pose_pipeline/viewer/{name}" for name in viewer.ASSETS} <= names

@@ -30,7 +30,8 @@ RUN python -m pip install --index-url https://download.pytorch.org/whl/cpu "torc
 COPY pyproject.toml README.md ./
 COPY pose_pipeline ./pose_pipeline
 COPY deployments ./deployments
-RUN python -m pip install .
+# The postgres extra (psycopg): job records in PostgreSQL when store.database is set.
+RUN python -m pip install ".[postgres]"
 
 COPY serve_config.yaml serve_config.cpu.yaml ./
 

@@ -65,7 +65,7 @@ COPY pyproject.toml README.md ./
 COPY pose_pipeline ./pose_pipeline
 COPY deployments ./deployments
 COPY serve_config.yaml ./
-RUN pip install -e . && python -c "import pose_pipeline.engines.phalp"
+RUN pip install -e ".[postgres]" && python -c "import pose_pipeline.engines.phalp, psycopg"
 
 # Optional: weights baked in at build time (never at request time). The SMPL model is
 # licence-restricted: pass your own copy as a BuildKit secret named "smpl", or mount it.

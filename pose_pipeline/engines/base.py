@@ -15,7 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from ..schema import CameraModel, EngineInfo, Frame, Person
+from ..schema import BodyModel, CameraModel, EngineInfo, Frame, Person
 from ..video import FrameChunk
 
 
@@ -29,6 +29,9 @@ class VideoSpec:
     #: The file name the client gave the video: for logs and test fault injection; a result
     #: never depends on it.
     name: str = ""
+    #: Whether people should carry their mesh vertices (``include=vertices``; engines with a
+    #: body model only, the others ignore it).
+    vertices: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +81,11 @@ class Engine(ABC):
 
     def camera(self, video: VideoSpec) -> CameraModel | None:
         """Intrinsics of the full frame in decoded pixels (None if the engine has no 3D)."""
+        return None
+
+    def body_model(self) -> BodyModel | None:
+        """What a result carries of the engine's body model: SMPL's rest joints as a function
+        of the betas and the mesh's faces (None for engines without one)."""
         return None
 
     def check_health(self) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InvalidOption
-from ..schema import CameraModel, EngineInfo
+from ..schema import BodyModel, CameraModel, EngineInfo
 from ..video import FrameChunk
 from .base import ChunkOutput, Engine, Session, VideoSpec
 
@@ -33,15 +33,17 @@ class FaultSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["gpu_oom", "exit", "host_oom", "hang", "raise"] = Field(description=(
+    kind: Literal["gpu_oom", "exit", "host_oom", "hang", "raise", "slow"] = Field(description=(
         "`gpu_oom`: CUDA out of memory above a batch size, exercising the halving path with torch's real "
         "error; `exit`: the process exits at once, like a segfault; `host_oom`: allocates until the memory "
-        "guard, Ray or the kernel stops it; `hang`: never returns; `raise`: a plain exception"))
+        "guard, Ray or the kernel stops it; `hang`: never returns; `raise`: a plain exception; `slow`: takes "
+        "`seconds` longer, then gives the normal result (a busy replica)"))
     chunk: int = Field(0, description="chunk index at which to fire")
     filename: str | None = Field(None, description="fire only for uploads with this file name; null: every job")
     times: int = Field(1, description="total firings across replica restarts (recorded as files in `state_dir`)")
     above_batch: int = Field(0, description=(
         "`gpu_oom` only: fail while the batch is larger than this (0: at every size)"))
+    seconds: float = Field(0.0, description="`slow` only: how much longer the chunk takes")
 
 
 class FaultInjector:
@@ -77,6 +79,9 @@ class FaultInjector:
             _allocate_until_stopped()
         if fault.kind == "raise":
             raise RuntimeError("injected fault")
+        if fault.kind == "slow":
+            time.sleep(fault.seconds)
+            return session.process(chunk)
         return _process_in_batches(session, chunk, max_batch, fault.above_batch)
 
 
@@ -105,6 +110,9 @@ class FaultyEngine(Engine):
 
     def camera(self, video: VideoSpec) -> CameraModel | None:
         return self.engine.camera(video)
+
+    def body_model(self) -> BodyModel | None:
+        return self.engine.body_model()
 
     def check_health(self) -> None:
         self.engine.check_health()

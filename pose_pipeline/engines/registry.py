@@ -20,6 +20,20 @@ BUILTIN_ENGINES: Mapping[str, str] = {
 }
 
 
+#: Engines whose results carry SMPL (body parameters, a body model): what ``format=bvh`` and
+#: ``include=vertices`` need. Known by name, so that the ingress can refuse a job for the other
+#: engines at submission without loading one.
+SMPL_ENGINES = frozenset({"phalp"})
+
+
+def provides_smpl(name: str, options: Mapping[str, Any] | None = None) -> bool:
+    """Whether engine ``name`` (with its ``options``) gives SMPL; ``faults`` is its inner engine's."""
+    if name == "faults":
+        inner = dict(options or {})
+        return provides_smpl(str(inner.get("engine", "")), inner.get("options"))
+    return name in SMPL_ENGINES
+
+
 class EngineRegistry:
     def __init__(self, entries: Mapping[str, str | Callable[..., Engine]] = BUILTIN_ENGINES) -> None:
         self._entries = dict(entries)

@@ -1,12 +1,13 @@
 """BVH export of results with SMPL (phalp): one file per track, a zip for several; and a
 minimal BVH reader (for the tests, and for checking a file by forward kinematics).
 
-What a file holds (docs/smoothing-and-export.md):
+What a file holds (docs/result-schema.md, "BVH export"):
 
 - the hierarchy: SMPL's 24 joints with their names and SMPL's parent table; each OFFSET is
   the joint's rest position relative to its parent in SMPL's template frame (y up), metres,
-  from ``skeleton.track_skeleton`` (the engine's SMPL model when given, else fitted to the
-  track's own joints, the documented mean skeleton filling in). End Sites after
+  from ``skeleton.track_skeleton`` (the engine's SMPL model when given: the result's
+  ``body_model``, by default; else fitted to the track's own joints, the documented mean
+  skeleton filling in). End Sites after
   the head, hands and feet continue their bone by half its length (cosmetic: they only give
   the last bones a length in tools that draw bones);
 - the motion: one line per result frame from the track's first to its last (a frame where
@@ -37,16 +38,22 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import shutil
+import tempfile
 import warnings
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ..errors import InvalidOption
-from ..schema import TrackingResult
+from ..schema import Frame, ResultHeader, TrackingResult, TrackSummary
 from .skeleton import (
     HMR2_JOINT_FORMAT,
     HMR2_SMPL_ROWS,
@@ -59,8 +66,9 @@ from .skeleton import (
     track_skeleton,
 )
 
-__all__ = ["OPENCV_TO_BVH", "EULER_ORDERS", "TrackMotion", "track_motion", "write_bvh", "track_bvh", "result_bvh",
-           "bvh_zip", "BvhJoint", "BvhFile", "parse_bvh"]
+__all__ = ["OPENCV_TO_BVH", "EULER_ORDERS", "SmplTrack", "TrackMotion", "smpl_track", "track_motion", "motion_of",
+           "write_bvh", "track_bvh", "result_bvh", "bvh_zip", "write_zip", "is_zip", "BvhWriter", "BvhJoint",
+           "BvhFile", "parse_bvh"]
 
 #: (x, y, z)_bvh = OPENCV_TO_BVH @ (x, y, z)_opencv: a rotation by π about x.
 OPENCV_TO_BVH = np.diag([1.0, -1.0, -1.0])
@@ -87,71 +95,95 @@ class TrackMotion:
     frame_time: float
 
 
-def _fps(result: TrackingResult) -> float:
-    # The processed rate: the requested sampling rate, never above the source's.
-    video_fps, asked = result.header.video.fps, result.header.processing.fps
-    return min(asked, video_fps) if asked else video_fps
-
-
 @dataclass(frozen=True, eq=False)
-class _Row:
-    """One frame of a track with SMPL, as the export needs it."""
+class SmplTrack:
+    """The rows of one track that have SMPL, as arrays (what the export reads of a result)."""
 
-    index: int
-    detected: bool
-    rotvecs: np.ndarray  # (24, 3)
-    betas: np.ndarray  # (10,)
-    translation: np.ndarray  # (3,) float64
-    joints: np.ndarray | None  # (J, 3) float64
+    track_id: int
+    frames: np.ndarray  # (n,) result frame indices, ascending
+    detected: np.ndarray  # (n,) bool
+    rotvecs: np.ndarray  # (n, 24, 3): global_orient, then body_pose
+    betas: np.ndarray  # (n, 10)
+    translation: np.ndarray  # (n, 3)
+    joints: np.ndarray | None  # (n, J, 3) joints_3d, NaN rows where a row has none; None: no row has
 
 
-def _smpl_rows(result: TrackingResult, track_id: int) -> list[_Row]:
-    rows = []
+def smpl_track(result: TrackingResult, track_id: int) -> SmplTrack:
+    """One track's rows with SMPL (and a translation) from a result in memory."""
+    frames, detected, rotvecs, betas, translation, joints = [], [], [], [], [], []
     for frame in result.frames:
         for p in frame.people:
             if p.track_id != track_id or p.smpl is None or p.translation is None:
                 continue
-            rows.append(_Row(frame.index, p.detected, smpl_rotvecs(p.smpl.global_orient, p.smpl.body_pose),
-                             p.smpl.betas, p.translation.astype(np.float64),
-                             None if p.joints_3d is None else p.joints_3d.astype(np.float64)))
-    return rows
+            frames.append(frame.index)
+            detected.append(p.detected)
+            rotvecs.append(smpl_rotvecs(p.smpl.global_orient, p.smpl.body_pose))
+            betas.append(p.smpl.betas.astype(np.float64))
+            translation.append(p.translation.astype(np.float64))
+            joints.append(p.joints_3d)
+    shapes = {j.shape for j in joints if j is not None}
+    stacked = None
+    if len(shapes) == 1:  # NaN rows where a row has no joints
+        shape = shapes.pop()
+        stacked = np.stack([np.full(shape, np.nan) if j is None else j.astype(np.float64) for j in joints])
+    return SmplTrack(track_id, np.array(frames, dtype=np.int64), np.array(detected, dtype=bool),
+                     np.array(rotvecs, dtype=np.float64).reshape(-1, NUM_SMPL_JOINTS, 3),
+                     np.array(betas, dtype=np.float64).reshape(-1, 10),
+                     np.array(translation, dtype=np.float64).reshape(-1, 3), stacked)
 
 
 def track_motion(result: TrackingResult, track_id: int, rest_joints: RestJoints | None = None) -> TrackMotion:
-    """The BVH channels of one track (see the module's docstring for every convention)."""
-    rows = _smpl_rows(result, track_id)
-    if not rows:
+    """The BVH channels of one track (see the module's docstring for every convention).
+    ``rest_joints``: default, the result's body model when it has one."""
+    return motion_of(smpl_track(result, track_id), result.header.engine.joint_format,
+                     result.header.processed_fps, _rest_joints(result.header, rest_joints))
+
+
+def _rest_joints(header: ResultHeader, rest_joints: RestJoints | None) -> RestJoints | None:
+    if rest_joints is not None or header.body_model is None:
+        return rest_joints
+    return header.body_model.rest_joints_for
+
+
+def motion_of(track: SmplTrack, joint_format: str | None, fps: float,
+              rest_joints: RestJoints | None = None) -> TrackMotion:
+    """The BVH channels of one track's rows."""
+    track_id = track.track_id
+    if not len(track.frames):
         raise InvalidOption(f"format bvh: track {track_id} has no SMPL parameters (only engines with SMPL, "
                             "such as phalp, can be exported as BVH)", option="format")
-    detected = [r for r in rows if r.detected] or rows
-    joint_format = result.header.engine.joint_format
-    with_joints = [r.joints for r in detected if r.joints is not None]
-    use_joints = joint_format == HMR2_JOINT_FORMAT and len(with_joints) == len(detected)
-    skeleton = track_skeleton(np.median(np.stack([r.betas for r in detected]), axis=0),
-                              np.stack([r.rotvecs for r in detected]),
-                              np.stack(with_joints) if use_joints else None, joint_format, rest_joints)
+    detected = track.detected if track.detected.any() else np.ones(len(track.frames), bool)
+    joints = track.joints
+    has_joints = np.zeros(len(track.frames), bool) if joints is None else ~np.isnan(joints).any(axis=(1, 2))
+    # Joints are used when every detected row has them (the engine's SMPL joints of each frame).
+    use_joints = joint_format == HMR2_JOINT_FORMAT and joints is not None and bool(has_joints[detected].all())
+    skeleton = track_skeleton(np.median(track.betas[detected], axis=0), track.rotvecs[detected],
+                              joints[detected] if use_joints and joints is not None else None, joint_format,
+                              rest_joints)
     # The pelvis of SMPL's output (J_0): the frame's own row 8 when there is one (the engine's
     # mesh of that frame), else the model's rest pelvis, else the track's median row 8.
     fallback = skeleton.pelvis
-    if fallback is None and use_joints:
-        fallback = np.median(np.stack(with_joints)[:, _PELVIS_ROW], axis=0)
+    if fallback is None and use_joints and joints is not None:
+        fallback = np.median(joints[detected][:, _PELVIS_ROW], axis=0)
     if fallback is None:
         raise InvalidOption(f"format bvh: track {track_id}: the pelvis cannot be placed without the SMPL model "
                             f"(rest_joints) or {HMR2_JOINT_FORMAT} joints", option="format")
 
-    first, last = rows[0].index, rows[-1].index
-    by_frame = {r.index: r for r in rows}
-    filled: list[_Row] = []
-    for index in range(first, last + 1):  # hold the last pose over frames without the track
-        filled.append(by_frame.get(index, filled[-1] if filled else rows[0]))
-    pelvis_cam = np.stack([r.translation + (r.joints[_PELVIS_ROW] if use_joints and r.joints is not None
-                                            else fallback) for r in filled])
-    rotvecs = np.stack([r.rotvecs for r in filled])
-    local = Rotation.from_rotvec(rotvecs.reshape(-1, 3)).as_matrix().reshape(len(filled), NUM_SMPL_JOINTS, 3, 3)
+    first, last = int(track.frames[0]), int(track.frames[-1])
+    span = np.arange(first, last + 1)
+    # each BVH frame takes the track's last row at or before it: the pose is held over absences
+    rows = np.searchsorted(track.frames, span, side="right") - 1
+    pelvis = np.broadcast_to(fallback, (len(span), 3)).copy()
+    if use_joints and joints is not None:
+        own = has_joints[rows]
+        pelvis[own] = joints[rows[own], _PELVIS_ROW]
+    pelvis_cam = track.translation[rows] + pelvis
+    rotvecs = track.rotvecs[rows]
+    local = Rotation.from_rotvec(rotvecs.reshape(-1, 3)).as_matrix().reshape(len(span), NUM_SMPL_JOINTS, 3, 3)
     local[:, 0] = OPENCV_TO_BVH @ local[:, 0]
     euler = np.stack([_continuous_euler(local[:, k], EULER_ORDERS[k]) for k in range(NUM_SMPL_JOINTS)], axis=1)
-    present = np.array([index in by_frame and by_frame[index].detected for index in range(first, last + 1)])
-    return TrackMotion(track_id, first, skeleton, pelvis_cam @ OPENCV_TO_BVH.T, euler, present, 1.0 / _fps(result))
+    present = (track.frames[rows] == span) & track.detected[rows]
+    return TrackMotion(track_id, first, skeleton, pelvis_cam @ OPENCV_TO_BVH.T, euler, present, 1.0 / fps)
 
 
 def _continuous_euler(matrices: np.ndarray, order: str) -> np.ndarray:
@@ -253,7 +285,8 @@ def _smpl_track_ids(result: TrackingResult) -> list[int]:
 
 def result_bvh(result: TrackingResult, rest_joints: RestJoints | None = None) -> dict[int, str]:
     """The BVH text of every track with SMPL, by track id. ``rest_joints``: (24, 3) or a
-    callable of a track's betas (its median over the track's detections)."""
+    callable of a track's betas (its median over the track's detections); default, the
+    result's body model when it has one."""
     return {tid: track_bvh(result, tid, rest_joints) for tid in _smpl_track_ids(result)}
 
 
@@ -261,22 +294,123 @@ def bvh_zip(result: TrackingResult, rest_joints: RestJoints | None = None) -> by
     """A zip of ``track_<id>.bvh`` per track and ``manifest.json``: for each file its track,
     the result frame its first BVH frame is, its frame count, the frames where the track
     was detected, and which skeleton it has."""
-    tracks = _smpl_track_ids(result)
     buffer = io.BytesIO()
+    write_zip((track_motion(result, tid, rest_joints) for tid in _smpl_track_ids(result)),
+              result.header.processed_fps, buffer)
+    return buffer.getvalue()
+
+
+def write_zip(motions: Iterable[TrackMotion], fps: float, fp: IO[bytes]) -> None:
+    """The zip of several tracks (or none) into ``fp``, one track's text at a time."""
     entries = []
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for tid in tracks:
-            motion = track_motion(result, tid, rest_joints)
-            name = f"track_{tid}.bvh"
+    with zipfile.ZipFile(fp, "w", zipfile.ZIP_DEFLATED) as archive:
+        for motion in motions:
+            name = f"track_{motion.track_id}.bvh"
             archive.writestr(name, write_bvh(motion))
-            entries.append({"file": name, "track_id": tid, "first_frame": motion.first_frame,
+            entries.append({"file": name, "track_id": motion.track_id, "first_frame": motion.first_frame,
                             "frames": len(motion.root_positions),
                             "detected_frames": (np.flatnonzero(motion.detected) + motion.first_frame).tolist(),
                             "skeleton": motion.skeleton.source})
-        manifest = {"frame_time": 1.0 / _fps(result), "axes": "y up: (x, -y, -z) of the OpenCV camera frame",
+        manifest = {"frame_time": 1.0 / fps, "axes": "y up: (x, -y, -z) of the OpenCV camera frame",
                     "units": "metres, degrees", "tracks": entries}
         archive.writestr("manifest.json", json.dumps(manifest, indent=1) + "\n")
-    return buffer.getvalue()
+
+
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def is_zip(path: str | os.PathLike[str]) -> bool:
+    """Whether a ``bvh`` result file is the zip of several tracks (else one track's BVH text)."""
+    with open(path, "rb") as fp:
+        return fp.read(4) == ZIP_MAGIC
+
+
+class BvhWriter:
+    """The ``bvh`` format as a result writer (``serialize.ResultWriter``): one track with SMPL
+    gives its BVH text, none or several the zip of ``bvh_zip``.
+
+    A BVH needs a whole track before its first line (the skeleton is fitted over the track's
+    detections, the motion's first frame is the track's), so each track's rows are spilled to
+    files of their own in ``spill_dir`` as frames come (about 0.9 kB per person and frame) and
+    read back one track at a time at the end: memory is one track's, not the video's people.
+    ``rest_joints``: default, the header's body model (the engine's SMPL), else each track's
+    joints fit the skeleton (``skeleton.track_skeleton``)."""
+
+    _FIELDS = (("frame", np.int64, ()), ("detected", np.bool_, ()), ("rotvecs", np.float32, (NUM_SMPL_JOINTS, 3)),
+               ("betas", np.float32, (10,)), ("translation", np.float32, (3,)))
+
+    def __init__(self, fp: IO[bytes], spill_dir: str | os.PathLike[str] | None = None,
+                 rest_joints: RestJoints | None = None, flush_rows: int = 1024) -> None:
+        self._fp = fp
+        self._spill = Path(tempfile.mkdtemp(prefix=".bvh-spill-", dir=spill_dir))
+        self._rest_joints = rest_joints
+        self._flush_rows = flush_rows
+        self._header: ResultHeader | None = None
+        self._rows: dict[int, dict[str, list[np.ndarray]]] = {}
+        self._counts: dict[int, int] = {}
+
+    def begin(self, header: ResultHeader) -> None:
+        if header.body_model is None and header.engine.joint_format != HMR2_JOINT_FORMAT:
+            raise InvalidOption(f"format bvh: engine {header.engine.name!r} gives no SMPL parameters; BVH needs an "
+                                "engine with SMPL, such as phalp", option="format")
+        self._header = header
+
+    def frame(self, frame: Frame) -> None:
+        joints_wanted = self._header is not None and self._header.engine.joint_format == HMR2_JOINT_FORMAT
+        for p in frame.people:
+            if p.smpl is None or p.translation is None:
+                continue
+            joints = p.joints_3d if joints_wanted and p.joints_3d is not None and p.joints_3d.shape == (44, 3) \
+                else np.full((44, 3), np.nan, np.float32)
+            if p.track_id not in self._rows:
+                self._rows[p.track_id] = {name: [] for name, _, _ in self._fields()}
+            rows = self._rows[p.track_id]
+            for name, value in (("frame", frame.index), ("detected", p.detected),
+                                ("rotvecs", smpl_rotvecs(p.smpl.global_orient, p.smpl.body_pose)),
+                                ("betas", p.smpl.betas), ("translation", p.translation), ("joints", joints)):
+                rows[name].append(np.asarray(value))
+            self._counts[p.track_id] = self._counts.get(p.track_id, 0) + 1
+            if len(rows["frame"]) >= self._flush_rows:
+                self._flush(p.track_id)
+
+    def _fields(self) -> tuple[tuple[str, Any, tuple[int, ...]], ...]:
+        return (*self._FIELDS, ("joints", np.float32, (44, 3)))
+
+    def _flush(self, track_id: int) -> None:
+        rows = self._rows[track_id]
+        for name, dtype, _ in self._fields():
+            if rows[name]:
+                with open(self._spill / f"{track_id}.{name}", "ab") as out:
+                    out.write(np.ascontiguousarray(np.stack(rows[name]).astype(dtype)).tobytes())
+                rows[name].clear()
+
+    def _track(self, track_id: int) -> SmplTrack:
+        self._flush(track_id)
+        n = self._counts[track_id]
+        arrays = {name: np.fromfile(self._spill / f"{track_id}.{name}", dtype=dtype).reshape(n, *shape)
+                  for name, dtype, shape in self._fields()}
+        joints = arrays["joints"].astype(np.float64)
+        return SmplTrack(track_id, arrays["frame"], arrays["detected"], arrays["rotvecs"].astype(np.float64),
+                         arrays["betas"].astype(np.float64), arrays["translation"].astype(np.float64),
+                         None if np.isnan(joints).all() else joints)
+
+    def end(self, tracks: Iterable[TrackSummary]) -> None:
+        header = self._header
+        assert header is not None, "end() before begin()"
+        try:
+            rest = _rest_joints(header, self._rest_joints)
+            fps, fmt = header.processed_fps, header.engine.joint_format
+            motions = (motion_of(self._track(tid), fmt, fps, rest) for tid in sorted(self._counts))
+            if len(self._counts) == 1:
+                self._fp.write(write_bvh(next(motions)).encode())
+            else:
+                write_zip(motions, fps, self._fp)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Remove the spill files (``end`` does too)."""
+        shutil.rmtree(self._spill, ignore_errors=True)
 
 
 # --- reading ---------------------------------------------------------------------------------

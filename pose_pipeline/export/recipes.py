@@ -1,4 +1,4 @@
-"""The Python side of the three.js and Blender recipes (docs/smoothing-and-export.md):
+"""The Python side of the three.js and Blender recipes (docs/result-schema.md, "Recipe"):
 reading a track's joints from an NPZ result, the axis conversions, and a compact JSON of
 one track for a three.js scene. numpy only, so that it also runs where the result is used.
 

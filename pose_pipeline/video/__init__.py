@@ -9,6 +9,7 @@
 """
 
 from .decode import ChunkDecoder, DecodeCursor, DecodeOptions, FrameChunk, decode_chunks
-from .probe import VideoProbe, probe
+from .probe import VideoProbe, probe, reencode_command, unsupported_codec
 
-__all__ = ["ChunkDecoder", "DecodeCursor", "DecodeOptions", "FrameChunk", "VideoProbe", "decode_chunks", "probe"]
+__all__ = ["ChunkDecoder", "DecodeCursor", "DecodeOptions", "FrameChunk", "VideoProbe", "decode_chunks", "probe",
+           "reencode_command", "unsupported_codec"]

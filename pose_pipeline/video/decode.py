@@ -83,6 +83,13 @@ class DecodeOptions:
         if self.chunk_bytes < 1:
             raise InvalidOption("chunk_bytes must be positive", option="chunk_bytes")
 
+    def check_range(self, video: VideoProbe) -> None:
+        """Refuse a ``start_s`` at or past the end of ``video``: no frame to decode. Checked
+        when the job is submitted (422 before it exists) and again by the decoder."""
+        if self.start_s and video.duration_s and self.start_s >= video.duration_s:
+            raise InvalidOption(f"start_s ({self.start_s} s) is not before the end of the video "
+                                f"({video.duration_s:.3f} s)", option="start_s")
+
     def frame_size(self, probe: VideoProbe) -> tuple[int, int]:
         """(width, height) of output frames: upright, longest side at most ``max_side``."""
         width, height = probe.display_size
@@ -147,9 +154,7 @@ class ChunkDecoder:
 
     def __init__(self, path: str | os.PathLike, video: VideoProbe, options: DecodeOptions,
                  cursor: DecodeCursor = DecodeCursor(), *, reuse_buffer: bool = False) -> None:
-        if options.start_s and video.duration_s and options.start_s >= video.duration_s:
-            raise InvalidOption(f"start_s ({options.start_s} s) is not before the end of the video "
-                                f"({video.duration_s:.3f} s)", option="start_s")
+        options.check_range(video)
         self.path = str(path)
         self.video = video
         self.options = options

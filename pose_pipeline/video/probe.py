@@ -5,6 +5,8 @@ first packets, so that a file that cannot be processed is refused before any wor
 from __future__ import annotations
 
 import os
+import shlex
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import numpy as np
 
 from ..config import Limits
 from ..errors import (CorruptVideo, DurationTooLong, EmptyUpload, FileTooLarge, NoVideoStream, ResolutionTooLarge,
-                      UnsupportedCodec)
+                      StillImage, UnsupportedCodec)
 from ..schema import VideoInfo
 from .containers import (REORDER_WINDOW, check_not_cut_off, container_name, indexed_frames, open_media, read_head,
                          stream_duration, video_stream)
@@ -64,6 +66,28 @@ class VideoProbe:
                          rotation=self.rotation, codec=self.codec, container=self.container)
 
 
+def is_still_image(container: Any) -> bool:
+    """Whether FFmpeg opened the file with an image demuxer: ``image2`` (and ``image2pipe``),
+    or one of the ``<format>_pipe`` ones (``jpeg_pipe``, ``png_pipe``, ``webp_pipe``, ...)."""
+    return any(name.startswith("image2") or name.endswith("_pipe") for name in container.format.name.split(","))
+
+
+def reencode_command(filename: str) -> str:
+    """The FFmpeg command that re-encodes ``filename`` to H.264 in MP4 (4:2:0, which every
+    browser and every allow-list takes; CRF 18: visually lossless), shell-quoted."""
+    name = os.path.basename(filename) or "upload"
+    stem = os.path.splitext(name)[0] or name
+    out = f"{stem}.mp4" if f"{stem}.mp4" != name else f"{stem}.h264.mp4"
+    return f"ffmpeg -i {shlex.quote(name)} -c:v libx264 -pix_fmt yuv420p -crf 18 {shlex.quote(out)}"
+
+
+def unsupported_codec(codec: str, filename: str, allowed: Sequence[str]) -> UnsupportedCodec:
+    """The refusal of a video in ``codec``, with the command that makes it acceptable."""
+    command = reencode_command(filename)
+    return UnsupportedCodec(f"video codec {codec!r} is not supported (allowed: {', '.join(allowed)}); re-encode "
+                            f"the video to H.264 with: {command}", codec=codec, command=command)
+
+
 def probe(path: str | os.PathLike, limits: Limits | None = None) -> VideoProbe:
     """Read what the video is and check it against ``limits``. Raises a ``PipelineError``."""
     path = Path(path)
@@ -76,14 +100,17 @@ def probe(path: str | os.PathLike, limits: Limits | None = None) -> VideoProbe:
     head = read_head(path)
     container = open_media(path, head)
     with container:
+        if is_still_image(container):
+            raise StillImage(f"the file is a still image ({container.format.name}), not a video; upload a video "
+                             "(to track one picture, encode it as a one-frame video)",
+                             container=container.format.name)
         stream = video_stream(container)
         if stream is None:
             audio = " (it has only audio)" if container.streams.audio else ""
             raise NoVideoStream(f"the file has no video stream{audio}; upload a video")
         codec = stream.codec_context.name
         if limits is not None and codec not in limits.allowed_codecs:
-            raise UnsupportedCodec(f"video codec {codec!r} is not supported; re-encode the video to one of: "
-                                   f"{', '.join(limits.allowed_codecs)}", codec=codec)
+            raise unsupported_codec(codec, path.name, limits.allowed_codecs)
         first, stamps, complete = _read_start(container, stream)
         indexed = indexed_frames(stream, head)
         own_duration = stream_duration(stream)  # the whole file's may include longer audio

@@ -8,6 +8,11 @@ the request, not by the video.
 - ``TimelineTally``: per track, the runs of consecutive frames it appears in: the body of
   ``GET /v1/jobs/{id}/tracks``. A ``ResultWriter``, so that the aggregation stage can build it
   while it writes the result; ``timeline_of`` builds it from a result file afterwards.
+
+The aggregation stage writes both beside the result (``write_viewer_files``: ``timeline.json``
+and ``frames.index.npy`` in the job's folder), so that the ingress only reads them
+(``load_index``, ``load_timeline``); for a job without them (written by an older version)
+both are built from the result JSON.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from ..schema import Frame, ResultHeader, TrackSummary
 #: The most frames one ``page`` returns: the page asks for 256 at a time.
 MAX_PAGE_FRAMES = 1000
 _FRAMES_KEY = b'"frames":['
+#: Files of a job's folder beside its result JSON.
+TIMELINE_FILE = "timeline.json"
+INDEX_FILE = "frames.index.npy"
 
 
 class FrameIndex:
@@ -63,6 +71,22 @@ class FrameIndex:
                     if cut == 2:
                         break
         return cls(path, np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the offsets (an int64 array of shape (2, frames)), atomically."""
+        path = Path(path)
+        partial = path.with_name(path.name + ".partial")
+        with open(partial, "wb") as fp:
+            np.save(fp, np.stack([self._starts, self._ends]))
+        os.replace(partial, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], index: str | os.PathLike[str]) -> FrameIndex:
+        """The index ``save`` wrote for the result JSON ``path``."""
+        offsets = np.load(index)
+        if offsets.ndim != 2 or offsets.shape[0] != 2:
+            raise ValueError(f"{index}: not a frame index")
+        return cls(Path(path), offsets[0], offsets[1])
 
     def frames(self, start: int, count: int) -> list[dict[str, Any]]:
         """Frames ``start`` .. ``start + count - 1`` (fewer at the end) as JSON objects, as in
@@ -149,3 +173,27 @@ def timeline_of(path: str | os.PathLike[str]) -> dict[str, Any]:
         for frame in stream.frames():
             tally.frame(frame)
     return tally.body()
+
+
+def write_viewer_files(directory: str | os.PathLike[str], result_json: str | os.PathLike[str],
+                       timeline: TimelineTally) -> None:
+    """Once the result JSON is published: the timeline (as ``timeline`` tallied the result's
+    frames) and the frame index, beside it in ``directory``."""
+    directory = Path(directory)
+    partial = directory / (TIMELINE_FILE + ".partial")
+    partial.write_text(json.dumps(timeline.body(), separators=(",", ":")))
+    os.replace(partial, directory / TIMELINE_FILE)
+    FrameIndex.build(result_json).save(directory / INDEX_FILE)
+
+
+def load_index(directory: str | os.PathLike[str], result_json: str | os.PathLike[str]) -> FrameIndex:
+    index = Path(directory) / INDEX_FILE
+    return FrameIndex.load(result_json, index) if index.exists() else FrameIndex.build(result_json)
+
+
+def load_timeline(directory: str | os.PathLike[str], result_json: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(directory) / TIMELINE_FILE
+    if path.exists():
+        body: dict[str, Any] = json.loads(path.read_text())
+        return body
+    return timeline_of(result_json)

@@ -2,7 +2,7 @@
 // timeline, frame stepping and the job's metadata. Static files, no build step, no network
 // access but the service's own API.
 //
-// ---- The API contract (what the service must answer; tests/viewer_harness.py implements it) ----
+// ---- The API contract (what the service answers: pose_pipeline/api.py, docs/api.md#the-viewer) ----
 //
 // The page is served at {api}/v1/jobs/{id}/viewer and finds {api} and {id} in its own URL. Its
 // files are at {api}/v1/viewer/{name} (pose_pipeline/viewer/__init__.py: ASSETS), loaded
@@ -49,8 +49,8 @@
 // ---- Sync ----
 // A result frame has the source time of the picture the engine saw (`time`, seconds from
 // the start of the video stream). Each picture the browser presents
-// (requestVideoFrameCallback's mediaTime; else currentTime on timeupdate / while playing,
-// each animation frame) shows the last result frame whose time is at most that time plus half
+// (requestVideoFrameCallback's mediaTime, after a seek too; else currentTime on timeupdate,
+// seeked and, while playing, each animation frame) shows the last result frame whose time is at most that time plus half
 // a source frame; nothing before the first result frame or after the last one. Stepping
 // seeks to a result frame's time plus a quarter of a source frame (inside that picture).
 
@@ -71,6 +71,7 @@ class Viewer {
     this.pinned = null; // a frame we seeked to: shown until playback or a seek of the user's
     this.ourSeek = false;
     this.restoring = null; // {time, paused} while the video reloads with a new media token
+    this.pictureTime = null; // mediaTime of the last picture presented (requestVideoFrameCallback)
     this.started = false;
   }
 
@@ -188,10 +189,15 @@ class Viewer {
     video.addEventListener("play", () => { this.pinned = null; $("play").textContent = "Pause"; });
     video.addEventListener("pause", () => { $("play").textContent = "Play"; });
     video.addEventListener("seeking", () => { if (!this.ourSeek) this.pinned = null; });
-    video.addEventListener("seeked", () => { this.ourSeek = false; this.refresh(); });
-    video.addEventListener("timeupdate", () => this.refresh());
-    if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) {
+    // With requestVideoFrameCallback, the picture's own time (mediaTime) is the only clock: a
+    // paused video shows the last picture presented, which currentTime may trail by a frame
+    // or more (at higher playback rates), so currentTime would draw the frame before it.
+    const byPicture = "requestVideoFrameCallback" in HTMLVideoElement.prototype;
+    video.addEventListener("seeked", () => { this.ourSeek = false; if (!byPicture) this.refresh(); });
+    video.addEventListener("timeupdate", () => { if (!byPicture) this.refresh(); });
+    if (byPicture) {
       const onFrame = (now, metadata) => {
+        this.pictureTime = metadata.mediaTime;
         this.showTime(metadata.mediaTime);
         video.requestVideoFrameCallback(onFrame);
       };
@@ -226,8 +232,8 @@ class Viewer {
     this.draw(this.shown);
   }
 
-  refresh() {
-    this.showTime(this.video.currentTime);
+  refresh() { // also when a page of frames arrives: at the picture shown, if known
+    this.showTime(this.pictureTime ?? this.video.currentTime);
   }
 
   showTime(t) {

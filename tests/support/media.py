@@ -162,3 +162,17 @@ def montage(path: str | os.PathLike, clips: Sequence[Sequence[np.ndarray]],
         return canvas
 
     return write_video(path, size=size, fps=fps, frames=count, draw=draw)
+
+
+def write_image(path: str | os.PathLike, codec: str = "mjpeg", size: tuple[int, int] = (64, 48)) -> Path:
+    """A still image (``mjpeg``: JPEG, ``png``) written by FFmpeg's image muxer, as a camera
+    or an editor would save one."""
+    width, height = size
+    with av.open(str(path), "w", format="image2") as container:
+        stream = container.add_stream(codec, rate=1)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "rgb24"
+        frame = av.VideoFrame.from_ndarray(index_image(7, width, height), format="rgb24")
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    return Path(path)

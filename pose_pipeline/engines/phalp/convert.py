@@ -30,7 +30,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ...schema import CameraModel, Person, SmplParams
+from ...schema import BodyModel, CameraModel, Person, SmplParams
 
 #: Upstream constants (phalp.configs.base: EXTRA.FOCAL_LENGTH, render.res).
 UPSTREAM_FOCAL = 5000.0
@@ -98,6 +98,21 @@ def rotmat_to_axis_angle(matrices: np.ndarray) -> np.ndarray:
     return (v * scale[:, None]).reshape(*shape, 3)
 
 
+def smpl_body_model(j_regressor: np.ndarray, v_template: np.ndarray, shapedirs: np.ndarray,
+                    faces: np.ndarray) -> BodyModel:
+    """What a result carries of an SMPL model: its rest joints as the linear function of the
+    betas they are (``J_regressor @ (v_template + shapedirs · betas)``), and its faces.
+
+    ``j_regressor`` (24, V), ``v_template`` (V, 3), ``shapedirs`` (V, 3, B), ``faces`` (F, 3):
+    the model's own arrays (smplx's buffers of the same names)."""
+    regressor = np.asarray(j_regressor, dtype=np.float64)
+    template = np.asarray(v_template, dtype=np.float64)
+    dirs = np.asarray(shapedirs, dtype=np.float64)
+    return BodyModel(name="smpl", rest_joints=regressor @ template,
+                     rest_joints_betas=np.einsum("jv,vcb->jcb", regressor, dirs),
+                     vertex_count=len(template), faces=np.asarray(faces).astype(np.int32).reshape(-1, 3))
+
+
 def bbox_xywh_to_xyxy(bbox: Any) -> np.ndarray:
     x, y, w, h = (float(v) for v in np.asarray(bbox, dtype=np.float64).reshape(4))
     return np.array([x, y, x + w, y + h], dtype=np.float32)
@@ -114,6 +129,7 @@ def record_to_person(record: Mapping[str, Any], track_id: int, detected: bool) -
         betas=np.asarray(smpl["betas"], dtype=np.float32).reshape(10),
     )
     joints_3d = np.asarray(record["3d_joints"], dtype=np.float64).reshape(-1, 3)[:NUM_JOINTS]
+    vertices = record.get("vertices")  # HMR2's pred_vertices, when the session was asked for them
     # upstream 2D: padded-square pixels / 256 -> x S -> minus the padding -> frame pixels
     joints_2d = np.asarray(record["2d_joints"], dtype=np.float64).reshape(-1, 2)[:NUM_JOINTS] * side
     joints_2d -= np.array([left, top], dtype=np.float64)
@@ -126,4 +142,5 @@ def record_to_person(record: Mapping[str, Any], track_id: int, detected: bool) -
         translation=np.asarray(record["camera"], dtype=np.float32).reshape(3),
         joints_3d=joints_3d.astype(np.float32),
         joints_2d=joints_2d.astype(np.float32),
+        vertices=None if vertices is None else np.asarray(vertices, dtype=np.float16).reshape(-1, 3),
     )

@@ -22,12 +22,12 @@ import numpy as np
 import torch
 
 from ...errors import EngineUnavailable, GpuOutOfMemory, InvalidOption
-from ...schema import CameraModel, EngineInfo, Frame, Person
+from ...schema import BodyModel, CameraModel, EngineInfo, Frame, Person
 from ...video import FrameChunk
 from ..base import ChunkOutput, Engine, Session, VideoSpec
 from .. import gpu
 from ..batching import BatchStats, free_cuda_cache, run_adaptive
-from .convert import JOINT_FORMAT, full_frame_camera, record_to_person
+from .convert import JOINT_FORMAT, full_frame_camera, record_to_person, smpl_body_model
 from .options import PhalpOptions
 from .state import dump_state, load_state
 from .tracking import frame_name, track_frame
@@ -62,6 +62,10 @@ class PhalpEngine(Engine):
             self.options.min_box_width, self.options.min_box_height, self.options.detector_batch,
             autocast_dtype(self.options.precision))
         self.last_batch_stats: dict[str, BatchStats] = {}
+        # HMR2's own SMPL layer: the one its pred_vertices come from (PHALP's loads the same file).
+        smpl = self.model.HMAR.model.smpl
+        self._body_model = smpl_body_model(*(getattr(smpl, name).detach().cpu().numpy()
+                                             for name in ("J_regressor", "v_template", "shapedirs")), smpl.faces)
 
     @property
     def info(self) -> EngineInfo:
@@ -76,6 +80,9 @@ class PhalpEngine(Engine):
 
     def camera(self, video: VideoSpec) -> CameraModel:
         return full_frame_camera(video.frame_height, video.frame_width)
+
+    def body_model(self) -> BodyModel:
+        return self._body_model
 
     def open(self, video: VideoSpec) -> "PhalpSession":
         return PhalpSession(self, video, self._new_tracker(), next_frame=0)
@@ -165,7 +172,8 @@ class PhalpSession(Session):
         items = [(i, found[i].boxes[j], found[i].masks[j]) for i in range(len(found)) for j in range(len(found[i]))]
         from .model import PersonFeatures
 
-        features = PersonFeatures(engine.up, engine.model, self.video.frame_height, self.video.frame_width)
+        features = PersonFeatures(engine.up, engine.model, self.video.frame_height, self.video.frame_width,
+                                  vertices=self.video.vertices)
         per_item = run_adaptive(lambda s: features(frames_bgr, items, s), len(items), self.batch_limits["hmr2"],
                                 stats["hmr2"])
         self.batch_limits = {model: model_stats.limit for model, model_stats in stats.items()}

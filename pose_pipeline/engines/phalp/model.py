@@ -170,7 +170,8 @@ def texture_sampler_class(up: Upstream) -> type:
             uv_image = torch.zeros((batch, 4) + tuple(self.uv_fmap.shape), dtype=torch.float32, device=device)
             uv_image[:, :, in_atlas] = rgba
             return {"uv_image": uv_image, "uv_vector": self.hmar_old.process_uv_image(uv_image),
-                    "pose_smpl": out["pred_smpl_params"], "pred_cam": out["pred_cam"]}
+                    "pose_smpl": out["pred_smpl_params"], "pred_cam": out["pred_cam"],
+                    "pred_vertices": out["pred_vertices"]}
 
     return HMR2TextureSampler
 
@@ -276,10 +277,13 @@ def build_model(up: Upstream, neural_renderer, options: PhalpOptions, paths: Wei
 
 
 class PersonFeatures:
-    """Per-person features for a list of (frame, box, mask) items, computed in batches."""
+    """Per-person features for a list of (frame, box, mask) items, computed in batches.
+    ``vertices``: each record also carries HMR2's ``pred_vertices`` (float16, relative to the
+    camera translation, as the joints), which the track's history then keeps like the rest."""
 
-    def __init__(self, up: Upstream, model, frame_height: int, frame_width: int) -> None:
+    def __init__(self, up: Upstream, model, frame_height: int, frame_width: int, vertices: bool = False) -> None:
         self.up, self.model = up, model
+        self.vertices = vertices
         self.side, self.left, self.top = padding(frame_height, frame_width)
         self.height, self.width = frame_height, frame_width
         # upstream's 256-px padded square: position/size in it = frame pixels x ratio (+ padding)
@@ -327,4 +331,6 @@ class PersonFeatures:
                 "3d_joints": joints_3d[i].cpu().numpy(), "2d_joints": joints_2d[i].cpu().numpy(),
                 "mask": rles[i],
             })
+            if self.vertices:
+                result[-1]["vertices"] = out["pred_vertices"][i].cpu().numpy().astype(np.float16)
         return result
