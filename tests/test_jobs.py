@@ -23,14 +23,14 @@ from pose_pipeline.config import JobSettings, Settings
 from pose_pipeline.engines.faults import FaultInjector, FaultSpec, FaultyEngine
 from pose_pipeline.engines.motion import MotionEngine
 from pose_pipeline.engines.registry import EngineRegistry
-from pose_pipeline.errors import (CorruptVideo, GpuOutOfMemory, HostOutOfMemory, InvalidOption, JobNotFound,
-                                  Overloaded, PipelineError, WorkerDied)
+from pose_pipeline.errors import (CorruptVideo, GpuOutOfMemory, HostOutOfMemory, InvalidOption, Overloaded,
+                                  PipelineError, WorkerDied)
 from pose_pipeline.jobs import JobRunner
 from pose_pipeline.memguard import MemoryGuard
 from pose_pipeline.pipeline import JobOptions, decode_options, expected_frames, video_spec
 from pose_pipeline.stages import AggregationStage, DecodeStage, LocalStages, TrackingStage
 from pose_pipeline.store import JobRecord, JobState, LocalJobStore, new_job_id
-from pose_pipeline.video import ChunkDecoder, DecodeCursor, probe
+from pose_pipeline.video import ChunkDecoder, probe
 
 OPTIONS = JobOptions(formats=("json",))
 CHUNKS = 6  # the 2 s demo video at 30 fps in chunks of demo.CHUNK_FRAMES
@@ -156,88 +156,6 @@ def assert_failed(store: LocalJobStore, record: JobRecord, code: str, **details)
     assert record.error["code"] == code
     assert {k: record.error[k] for k in details} == details
     assert not store.result_dir(record.id).exists()
-
-
-# --- store -------------------------------------------------------------------------------------
-
-
-def test_store_create_get_update(new_job, store, video):
-    record = new_job(store, video)
-    assert store.get(record.id) == record
-    assert list(store.spool.iterdir()) == []  # the upload was moved into the job's folder
-    assert store.upload_path(record.id).read_bytes() == video.read_bytes()
-    updated = store.update(record.id, stage="tracking", error={"code": "x"}, state=JobState.running)
-    assert (updated.stage, updated.error, updated.state) == ("tracking", {"code": "x"}, JobState.running)
-    assert updated.updated_at >= record.updated_at and store.get(record.id) == updated
-    with pytest.raises(JobNotFound):
-        store.get(new_job_id())
-    with pytest.raises(JobNotFound):
-        store.update(new_job_id(), stage="x")
-
-
-@pytest.mark.parametrize("job_id", ["../jobs", "a/b", "..", "x.y", ""])
-def test_store_refuses_ids_that_are_not_alphanumeric(store, job_id):
-    for call in (store.upload_path, store.result_dir, store.discard_work_files):
-        with pytest.raises(JobNotFound):
-            call(job_id)
-    with pytest.raises(JobNotFound):
-        store.result_path(job_id, "json")
-
-
-def test_commit_chunk_is_idempotent_and_keeps_the_checkpoint_a_retry_needs(new_job, store, video):
-    job = new_job(store, video).id
-    cursor = DecodeCursor(next_chunk=1)
-    first = store.commit_chunk(job, 0, b"out-0", b"state-1", cursor, frames=10, is_last=False)
-    again = store.commit_chunk(job, 0, b"out-0", b"state-1", cursor, frames=10, is_last=False)
-    assert (first.chunks_done, first.frames_done, first.cursor) == (1, 10, cursor)
-    assert (again.chunks_done, again.frames_done) == (1, 10)
-    assert store.load_state(job, 0) is None and store.load_state(job, 1) == b"state-1"
-    done = store.commit_chunk(job, 1, b"out-1", b"state-2", DecodeCursor(next_chunk=2), frames=5, is_last=True)
-    assert (done.chunks_done, done.frames_done, done.decoded_all) == (2, 15, True)
-    assert list(store.chunk_outputs(job)) == [b"out-0", b"out-1"]
-    assert store.load_state(job, 2) == b"state-2"
-    # Chunk 1 retried after its reply was lost: it starts again from state 1.
-    assert store.load_state(job, 1) == b"state-1"
-    assert store.commit_chunk(job, 1, b"out-1", b"state-2", DecodeCursor(next_chunk=2), 5, True).frames_done == 15
-
-
-def test_claim_steal_and_orphans(new_job, store, video):
-    job = new_job(store, video).id
-    assert store.claim(job, "a", 30)
-    assert store.claim(job, "a", 30)  # renewal
-    assert not store.claim(job, "b", 30)
-    assert not store.claim(job, "b", 30, steal=True)
-    assert store.orphans(time.time()) == []
-    store.update(job, lease_until=time.time() - 1)  # a's runner died
-    assert store.orphans(time.time()) == [job]
-    assert store.claim(job, "b", 30, steal=True)
-    assert not store.claim(job, "a", 30)
-    assert store.get(job).owner == "b"
-    store.update(job, state=JobState.succeeded, lease_until=0.0)
-    assert store.orphans(time.time()) == []
-    assert not store.claim(job, "b", 30)  # finished jobs are nobody's
-
-
-def test_discard_work_files_and_expire(new_job, store, video):
-    kept, gone = new_job(store, video).id, new_job(store, video).id
-    for job in (kept, gone):
-        store.commit_chunk(job, 0, b"out", b"state", DecodeCursor(), 10, False)
-        store.result_path(job, "json").write_text("{}")
-        store.result_path(job, "npz").with_suffix(".npz.partial").write_bytes(b"half")
-    store.discard_work_files(kept)
-    # the upload stays with the results: the viewer plays it until the job expires
-    assert sorted(p.name for p in store.result_dir(kept).iterdir()) == ["result.json", "upload"]
-    store.discard_work_files(gone, keep_results=False)
-    assert not store.result_dir(gone).exists()
-
-    now = time.time()
-    store.update(kept, expires_at=now - 1)
-    store.update(gone, expires_at=now + 3600)
-    assert store.expire(now) == [kept]
-    assert not store.result_dir(kept).exists()
-    with pytest.raises(JobNotFound):
-        store.get(kept)
-    assert store.get(gone).id == gone
 
 
 # --- runner ------------------------------------------------------------------------------------

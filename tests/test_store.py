@@ -193,6 +193,7 @@ def test_discard_work_files_and_expire(new_job, store):
     left = sorted(p.name for p in store.result_dir(kept).iterdir())
     assert "result.json" in left and "chunks" not in left and not any(n.startswith("state-") for n in left)
     assert not any(n.endswith(".partial") for n in left)
+    assert "upload" in left  # kept with the results: the viewer plays it until the job expires
     store.discard_work_files(gone, keep_results=False)
     assert not store.result_dir(gone).exists()
 
