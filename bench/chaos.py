@@ -153,18 +153,6 @@ def reader(url: str, stop: threading.Event, tally: Tally) -> None:
             time.sleep(0.5)
 
 
-def replicas(cluster: MultiNodeCluster, deployment: str) -> list[psutil.Process]:
-    title = f"ServeReplica:pose:{deployment}"
-    found = []
-    for proc in cluster.processes():
-        try:
-            if any(title in part for part in proc.cmdline()):
-                found.append(proc)
-        except psutil.NoSuchProcess:
-            pass
-    return found
-
-
 def killer(cluster: MultiNodeCluster, stop: threading.Event, kills: list[dict[str, Any]], node_kills: bool,
            node_every_s: float, started: float) -> None:
     rng = random.Random(15)
@@ -184,7 +172,7 @@ def killer(cluster: MultiNodeCluster, stop: threading.Event, kills: list[dict[st
                 last_node = time.monotonic()
                 continue
         kind = rng.choice(REPLICA_KINDS)
-        found = replicas(cluster, kind)
+        found = cluster.replicas(kind)
         if not found:
             kills.append({"at_s": at, "kind": kind, "skipped": "no live replica"})
             continue

@@ -84,19 +84,6 @@ def _alive_actors(class_name: str) -> dict[str, int]:
             if info["State"] == "ALIVE" and info["ActorClassName"].endswith(class_name)}
 
 
-def _trackers(cluster) -> list[psutil.Process]:
-    """The Tracking replicas of this cluster (other clusters on the machine may run one too)."""
-    title = "ServeReplica:pose:Tracking"
-    found = []
-    for proc in cluster.processes():
-        try:
-            if any(title in part for part in proc.cmdline()):
-                found.append(proc)
-        except psutil.NoSuchProcess:
-            pass
-    return found
-
-
 def _job(http: httpx.Client, job_id: str) -> dict:
     return http.get(f"/v1/jobs/{job_id}").json()
 
@@ -172,7 +159,7 @@ def test_a_worker_node_lost_mid_job_the_job_continues_on_another_node(serve_tool
                                                                       long_reference, video, tmp_path):
     http = cluster.http
     first = next(node for node in cluster.nodes if node.name == "worker-1")
-    trackers = _trackers(cluster)
+    trackers = cluster.replicas("Tracking")
     assert len(trackers) == 2 and {cluster.node_of(p.pid).name for p in trackers} == {"worker-1"}
     standby = cluster.add_worker("worker-2")  # room for the replacements
 
@@ -191,7 +178,7 @@ def test_a_worker_node_lost_mid_job_the_job_continues_on_another_node(serve_tool
     assert stalled_s < CHUNK_TIMEOUT_S + 20, (stalled_s, retried)
 
     replacements = serve_tools.wait_until(lambda: (lambda ps: ps if len(ps) == 2 else None)(
-        _trackers(cluster)), 60, 0.5, "two tracking replicas")
+        cluster.replicas("Tracking")), 60, 0.5, "two tracking replicas")
     assert {cluster.node_of(p.pid).name for p in replacements} == {standby.name}
     after = serve_tools.wait_job(http, serve_tools.submit(http, video, name="after.mp4")["job_id"])
     assert after["state"] == "succeeded", after

@@ -25,7 +25,7 @@ from pose_pipeline.schema import (
     VideoInfo,
     summarize_tracks,
 )
-from pose_pipeline.serialize import JsonWriter, NpzWriter, read_json, read_npz
+from pose_pipeline.serialize import NpzWriter, dumps_json, read_json, read_npz
 from pose_pipeline.smoothing import PRESETS, smooth_frames
 
 V, F, FPS = 6890, 13776, 30.0
@@ -76,16 +76,6 @@ def npz_of(result: TrackingResult) -> bytes:
     return buffer.getvalue()
 
 
-def json_of(result: TrackingResult) -> str:
-    buffer = io.StringIO()
-    writer = JsonWriter(buffer)
-    writer.begin(result.header)
-    for frame in result.frames:
-        writer.frame(frame)
-    writer.end(result.tracks)
-    return buffer.getvalue()
-
-
 def test_the_npz_holds_float16_vertices_per_track_and_the_faces_once():
     made = result()
     with np.load(io.BytesIO(npz_of(made)), allow_pickle=False) as data:
@@ -119,17 +109,17 @@ def test_without_include_vertices_the_npz_has_no_faces_and_people_no_mesh():
 
 def test_the_json_has_vertices_and_faces_only_on_request():
     made = result()
-    document = json.loads(json_of(made))
+    document = json.loads(dumps_json(made))
     assert not any("vertices" in p for f in document["frames"] for p in f["people"])
     assert "faces" not in document["body_model"] and document == made.to_dict()
     asked = result(include=("vertices", "json_vertices"))
-    document = json.loads(json_of(asked))
+    document = json.loads(dumps_json(asked))
     assert document == asked.to_dict()  # TrackingResult.to_dict is the document
     assert list(document)[:7] == ["schema_version", "engine", "video", "processing", "camera", "body_model", "frames"]
     assert np.array_equal(document["body_model"]["faces"], FACES.astype(np.int64))
     people = [p for f in document["frames"] for p in f["people"]]
     assert sum("vertices" in p for p in people) == len(people) - 1  # all but the coasting row
-    back = read_json(io.StringIO(json_of(asked)))
+    back = read_json(io.StringIO(dumps_json(asked)))
     assert np.array_equal(back.header.body_model.faces, FACES.astype(np.int32))
     for a, b in zip(asked.frames, back.frames):
         for p, q in zip(a.people, b.people):
@@ -173,14 +163,14 @@ def test_a_smoothed_result_keeps_the_engines_values_as_raw_arrays_and_smooths_th
     person = back.frames[5].people[1]
     assert person.raw is not None and np.array_equal(person.raw.vertices, made.frames[5].people[1].vertices)
     assert np.array_equal(person.raw.smpl.body_pose, made.frames[5].people[1].smpl.body_pose)
-    assert not any("raw" in json.dumps(p) for f in json.loads(json_of(smoothed))["frames"] for p in f["people"])
+    assert not any("raw" in json.dumps(p) for f in json.loads(dumps_json(smoothed))["frames"] for p in f["people"])
 
 
 @pytest.mark.parametrize("include", [(), ("vertices",)])
 def test_a_result_without_a_body_model_says_so(include):
     made = result(include=include)
     header = ResultHeader(made.header.engine, made.header.video, made.header.processing, made.header.camera)
-    document = json.loads(json_of(TrackingResult(header, made.frames[:1], made.tracks)))
+    document = json.loads(dumps_json(TrackingResult(header, made.frames[:1], made.tracks)))
     assert document["body_model"] is None
     with np.load(io.BytesIO(npz_of(TrackingResult(header, made.frames[:1], made.tracks)))) as data:
         assert "faces" not in data

@@ -175,6 +175,19 @@ class MultiNodeCluster:
         mine.pop(os.getpid(), None)
         return list(mine.values())
 
+    def replicas(self, deployment: str, app: str = "pose") -> list[psutil.Process]:
+        """The processes of ``deployment``'s replicas on this cluster (not on other clusters
+        of the machine)."""
+        title = f"ServeReplica:{app}:{deployment}"
+        found = []
+        for proc in self.processes():
+            try:
+                if any(title in part for part in proc.cmdline()):
+                    found.append(proc)
+            except psutil.NoSuchProcess:
+                pass
+        return found
+
     def stop(self) -> None:
         import ray
 
