@@ -1,17 +1,16 @@
 """Ray's failures as the service's typed errors.
 
-Ray raises typed exceptions for most of what can happen to a call: a dead actor, a worker
-killed by the memory monitor, a lost object, a full queue. One case has no type: a replica
-that died while a later stage waited on its result reaches the caller as a plain
-``RayServeException`` whose text holds Ray's original error (measured on 2.60). That text is
-read in one place, ``_from_text``; tests/test_faults.py provokes the real exception.
+Ray raises typed exceptions for what can happen to a call: a dead actor, a worker killed by
+the memory monitor, a lost object, a full queue. (A call whose argument was another replica's
+pending response got a replica's death only as a ``RayServeException``'s text, measured on
+2.60: the ingress awaits each response itself, so no error is read from text.)
 """
 
 from __future__ import annotations
 
 import ray._private.state
 import ray.exceptions
-from ray.serve.exceptions import BackPressureError, RayServeException
+from ray.serve.exceptions import BackPressureError
 
 from pose_pipeline.errors import RETRY_AFTER_S, HostOutOfMemory, InternalError, Overloaded, PipelineError, WorkerDied
 
@@ -32,20 +31,7 @@ def as_pipeline_error(exc: BaseException) -> PipelineError:
         return _worker_died(str(exc))
     if isinstance(exc, BackPressureError):
         return Overloaded("the service is at capacity; try again later", retry_after_s=RETRY_AFTER_S)
-    if isinstance(exc, RayServeException):
-        typed = _from_text(str(exc))
-        if typed is not None:
-            return typed
     return InternalError(f"{type(exc).__name__}: {str(exc)[:500]}")
-
-
-def _from_text(text: str) -> PipelineError | None:
-    """The error that a ``RayServeException``'s text names, if it names a death or a kill."""
-    if "OutOfMemoryError" in text:
-        return _node_oom(text)
-    if "died" in text or "ActorDiedError" in text or "ActorUnavailableError" in text:
-        return _worker_died(text)
-    return None
 
 
 def runner_death_cause(owner: str) -> PipelineError | None:

@@ -39,8 +39,8 @@ from .metrics import Metrics, MetricsObserver
 class RayStages:
     """``service.ServiceStages`` over the deployments. Frames go from the Decode replica to a
     tracking replica through the object store; here pass only references (``ChunkRef``).
-    Tracking and aggregation are chained, so a chunk's output goes to aggregation without
-    passing here."""
+    A chunk's tracked output does come here, and goes on to aggregation by value: see
+    ``track``."""
 
     def __init__(self, decode: DeploymentHandle, tracking: DeploymentHandle, aggregation: DeploymentHandle,
                  board: ReplicaBoard | None = None, app_name: str = "") -> None:
@@ -54,8 +54,11 @@ class RayStages:
         return await _reply(self.decoding.decode.remote(task))
 
     async def track(self, decoded: Decoded) -> ChunkReceipt:
-        tracked = self.tracking.track.remote(decoded)
-        return await _reply(self.aggregation.commit.remote(tracked), tracked)
+        # Passed on as a reference, the output's only copy would live on the tracking replica's
+        # node; when that node died, the commit waited for the lost object with no error from
+        # Ray until jobs.chunk_timeout_s. Held here, a node's loss is an error within seconds.
+        tracked = await _reply(self.tracking.track.remote(decoded))
+        return await _reply(self.aggregation.commit.remote(tracked))
 
     async def finalize(self, job_id: str) -> dict[str, int]:
         return await _reply(self.aggregation.finalize.remote(job_id))
@@ -90,15 +93,13 @@ class RayStages:
         raise NotReady(f"{running} replica(s) running, none has reported its engine loaded yet")
 
 
-async def _reply(response: DeploymentResponse[Any] | DeploymentResponseGenerator[Any],
-                 *upstream: DeploymentResponse[Any] | DeploymentResponseGenerator[Any]) -> Any:
-    """The response's value, or its typed error; cancelling stops the upstream calls too."""
+async def _reply(response: DeploymentResponse[Any] | DeploymentResponseGenerator[Any]) -> Any:
+    """The response's value, or its typed error; cancelling stops the call too."""
     assert isinstance(response, DeploymentResponse), "the stages' methods return one value"
     try:
         return await response
     except asyncio.CancelledError:  # deadline or cancellation: stop the work downstream too
-        for pending in (response, *upstream):
-            pending.cancel()
+        response.cancel()
         raise
     except Exception as exc:
         raise as_pipeline_error(exc) from None

@@ -157,7 +157,8 @@ def test_serve_stops_cleanly_on_sigterm(serve_tools, tmp_path, when):
     port = serve_tools.free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("POSE_PIPELINE_")}
     server = subprocess.Popen([sys.executable, "-m", "pose_pipeline.cli", "serve", "--port", str(port)],
-                              env={**clean, "POSE_PIPELINE_STORE__ROOT": str(tmp_path / "store")},
+                              env={**clean, "POSE_PIPELINE_STORE__ROOT": str(tmp_path / "store"),
+                                   "POSE_PIPELINE_ENGINE__NAME": "motion"},  # loads at once
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         def reached() -> bool:

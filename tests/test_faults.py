@@ -9,6 +9,7 @@ at uploads of a given file name (tests pick the scenario by naming the upload).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -17,10 +18,12 @@ import psutil
 import pytest
 import ray
 from ray import serve
-from ray.serve.exceptions import RayServeException
 
 from deployments.failures import as_pipeline_error
+from deployments.ingress import RayStages
 from pose_pipeline import synthetic
+from pose_pipeline.chunks import ChunkTask
+from pose_pipeline.errors import PipelineError
 from pose_pipeline.video import DecodeOptions
 
 pytestmark = [pytest.mark.serve, pytest.mark.slow]
@@ -38,7 +41,7 @@ FAULTS = [
     {"kind": "gpu_oom", "chunk": 1, "filename": "gpu-oom-halve.mp4", "above_batch": 3, "times": 1},
     {"kind": "gpu_oom", "chunk": 1, "filename": "gpu-oom-fail.mp4", "above_batch": 0, "times": 1},
     {"kind": "hang", "chunk": 1, "filename": "hang.mp4", "times": 1},
-    {"kind": "exit", "chunk": 0, "filename": "exit-chained.mp4", "times": 1},
+    {"kind": "exit", "chunk": 0, "filename": "exit-direct.mp4", "times": 1},
     {"kind": "slow", "chunk": 1, "filename": "slow.mp4", "times": 4, "seconds": 6},
 ]
 
@@ -273,26 +276,23 @@ def test_a_chunk_decoded_ahead_is_lost_with_its_decode_replica(serve_tools, serv
         serve_tools.wait_until(lambda: serve_tools.is_ready(http), 120, 1, "a new Decode replica")
 
 
-def test_a_death_behind_a_chained_call_is_a_worker_death(serve_tools, service, video):
-    # The ingress chains Tracking.track into Aggregation.commit (RayStages.track); when the
-    # tracking replica dies, what reaches the caller is the exception Ray raises there, which
-    # as_pipeline_error must type as the retryable worker_died (by its text, if Ray gives no type).
+def test_a_tracking_replica_dying_mid_chunk_is_a_worker_death(serve_tools, service, video):
+    # What the runner sees when the tracking replica exits during its chunk: RayStages.track
+    # (the ingress's path) must raise the retryable worker_died, which the runner retries.
     http, store = service
     decoding = DecodeOptions(chunk_bytes=SIZE[0] * SIZE[1] * 3 * CHUNK_FRAMES)
+    stages = RayStages(*(serve.get_deployment_handle(name, "pose") for name in ("Decode", "Tracking", "Aggregation")))
     try:
-        with serve_tools.first_chunk_task(store, video, decoding, "exit-chained.mp4") as task:
-            decoded = serve.get_deployment_handle("Decode", "pose").decode.remote(task).result(timeout_s=60)
-            tracked = serve.get_deployment_handle("Tracking", "pose").track.remote(decoded)
-            with pytest.raises(Exception) as raised:
-                serve.get_deployment_handle("Aggregation", "pose").commit.remote(tracked).result(timeout_s=60)
-        # Ray 2.60 gives no type here: a plain RayServeException whose text names ActorDiedError
-        # (the one case deployments/failures.py reads by its text). If Ray types it one day,
-        # this fails, and the text match can go.
-        assert type(raised.value) is RayServeException and "ActorDiedError" in str(raised.value), raised.value
-        error = as_pipeline_error(raised.value)
-        assert (error.code, error.retryable) == ("worker_died", True), raised.value
+        with serve_tools.first_chunk_task(store, video, decoding, "exit-direct.mp4") as task:
+            with pytest.raises(PipelineError) as raised:
+                asyncio.run(_decode_and_track(stages, task))
+        assert (raised.value.code, raised.value.retryable) == ("worker_died", True), raised.value
     finally:
         serve_tools.wait_until(lambda: serve_tools.is_ready(http), 120, 1, "a new Tracking replica")
+
+
+async def _decode_and_track(stages: RayStages, task: ChunkTask) -> None:
+    await stages.track(await stages.decode(task))
 
 
 # 9. clients that go away -------------------------------------------------------------------
