@@ -3,7 +3,7 @@
 (``serve_cluster``) and the API in this process (``local_api``).
 
 Tiers: ``python -m pytest -m "not slow"`` is the fast one (a developer's loop, under a
-minute); ``slow`` marks tests of several seconds and everything that starts a Ray cluster
+minute); ``slow`` marks tests of a second or more and everything that starts a Ray cluster
 (``serve``).
 """
 

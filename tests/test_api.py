@@ -81,6 +81,7 @@ def _assert_error(response: httpx.Response, status: int, code: str) -> None:
 # --- results --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_http_result_equals_offline_cli(api, local, video, tmp_path):
     job = api.submit(local, video)
     assert job["state"] in ("queued", "running") and job["urls"]["result"].endswith("/result")
@@ -104,6 +105,7 @@ def test_sync_track_multipart_gives_npz(api, local, video, tmp_path):
     assert len(served.frames) == 20
 
 
+@pytest.mark.slow
 def test_events_stream_progress_until_the_end(api, local, video):
     job = api.submit(local, video)
     states = []
@@ -257,6 +259,7 @@ def test_auth_required_when_tokens_are_configured(anonymous, video):
         assert anonymous.get("/v1/jobs/0123abcd", headers=headers).status_code == 401
 
 
+@pytest.mark.slow
 def test_overload_answers_503_with_retry_after_and_accepted_jobs_finish(api, strict, video):
     accepted, refused = [], []
     for i in range(6):
@@ -270,6 +273,7 @@ def test_overload_answers_503_with_retry_after_and_accepted_jobs_finish(api, str
     assert [api.wait_job(strict, r.json()["job_id"])["state"] for r in accepted] == ["succeeded"] * len(accepted)
 
 
+@pytest.mark.slow
 def test_the_service_lists_the_newest_jobs_first(api, local, video):
     # JobService, as the app runs it: the typed records behind the views.
     service = local.app.state.service
@@ -403,6 +407,7 @@ def test_only_the_base_name_of_the_clients_file_name_is_kept(api, local, video):
     api.wait_job(local, job["job_id"])
 
 
+@pytest.mark.slow
 def test_the_library_imports_neither_ray_nor_its_adapters():
     # The API, the job service, the stages and the client are a library: Ray and deployments/
     # (its adapters) stay out of their imports, in a fresh interpreter.

@@ -117,6 +117,7 @@ def _plain_frames(video: Path) -> np.ndarray:
 # --- the overlay MP4 ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_overlay_mp4_has_the_results_frames_and_size_and_the_boxes_drawn(local, finished, video):
     job_id, result = finished["job_id"], TrackingResult.from_dict(finished["result"])
     assert set(finished["results"]) == {"json", "npz", "mp4"} and finished["results"]["mp4"]["bytes"] > 0
@@ -158,6 +159,7 @@ def test_the_overlay_mp4_has_the_results_frames_and_size_and_the_boxes_drawn(loc
     assert checked >= 5, checked
 
 
+@pytest.mark.slow
 def test_the_mp4_needs_its_format_and_a_finished_job(api, local, video):
     job = api.submit(local, synthetic.write_video(video.with_name("long.mp4"),
                                                   synthetic.demo_scene(duration_s=12, size=SIZE, fps=15)),
@@ -177,6 +179,7 @@ def test_the_mp4_needs_its_format_and_a_finished_job(api, local, video):
                   "invalid_option", option="format")
 
 
+@pytest.mark.slow
 def test_without_json_in_formats_the_viewer_still_reads_the_result(api, local, video):
     job = api.wait_job(local, api.submit(local, video, formats="npz,mp4")["job_id"])
     assert job["state"] == "succeeded" and set(job["results"]) == {"npz", "mp4"}
@@ -275,6 +278,7 @@ def test_the_viewer_page_and_its_files(local, finished):
     _assert_error(local.post(f"/v1/jobs/{'e' * 32}/media-token"), 404, "job_not_found")
 
 
+@pytest.mark.slow
 def test_with_auth_the_data_refuse_without_the_token_and_the_page_does_not(api, guarded, video):
     job = api.wait_job(guarded, api.submit(guarded, video, formats="json,mp4")["job_id"], timeout_s=60)
     url = f"/v1/jobs/{job['job_id']}"
@@ -302,6 +306,7 @@ def test_with_auth_the_data_refuse_without_the_token_and_the_page_does_not(api, 
 # --- the job list -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_job_list_is_newest_first_paginated_and_filtered(api, listed, media, video, tmp_path):
     small = synthetic.write_video(tmp_path / "small.mp4", synthetic.demo_scene(duration_s=1, size=(160, 90), fps=10))
     damaged = media.corrupt_middle(media.write_video(tmp_path / "damaged.mp4", size=(160, 120), frames=90, gop=10,
@@ -410,6 +415,7 @@ def test_re_encoded_as_the_command_says_the_video_is_accepted(api, local, old_av
     assert done["state"] == "succeeded" and done["video"]["codec"] == "h264" and done["progress"]["frames_done"] == 50
 
 
+@pytest.mark.slow
 def test_an_operator_may_allow_legacy_codecs(api, legacy, old_avis, media):
     """Not the default (docs/configuration.md says why), but FFmpeg decodes them exactly: every
     frame, in order, at its time."""

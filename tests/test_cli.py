@@ -42,6 +42,7 @@ def video(demo, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_probe_prints_the_video_as_json(video):
     info = json.loads(cli("probe", video).stdout)
     assert (info["container"], info["codec"]) == ("mp4", "h264")
@@ -49,6 +50,7 @@ def test_probe_prints_the_video_as_json(video):
     assert (info["fps"], info["frame_count"], info["duration_s"]) == (FPS, SECONDS * FPS, SECONDS)
 
 
+@pytest.mark.slow
 def test_track_to_json(demo, video, tmp_path):
     out = tmp_path / "results" / "walk.json"
     done = cli("track", video, "-o", out, env={"POSE_PIPELINE_DECODE__MAX_SIDE": "200"})
@@ -62,6 +64,7 @@ def test_track_to_json(demo, video, tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["walk.json"]
 
 
+@pytest.mark.slow
 def test_track_to_npz_with_options(video, tmp_path):
     out = tmp_path / "walk.npz"
     cli("track", video, "-o", out, "--fps", "10", "--max-side", "160")
@@ -180,6 +183,7 @@ def test_serve_stops_cleanly_on_sigterm(serve_tools, tmp_path, when):
 # --- seeing the result -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_track_with_overlay_writes_the_video_with_the_result_drawn(video, tmp_path):
     out, overlay = tmp_path / "walk.json", tmp_path / "videos" / "walk.mp4"
     done = cli("track", video, "-o", out, "--overlay", overlay, "--max-side", "160")

@@ -135,6 +135,7 @@ def offline(video: Path, engine, out: Path, formats: list[str], **options) -> di
 # --- smoothing ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_smoothed_job_in_small_chunks_equals_the_offline_cli_on_the_whole_video(api, motion, video, tmp_path):
     done = run_job(api, motion, video, smooth="medium")
     assert done["progress"]["chunks_done"] == 5  # 60 frames in chunks of 12
@@ -151,6 +152,7 @@ def test_a_smoothed_job_in_small_chunks_equals_the_offline_cli_on_the_whole_vide
     assert sum(a != b for a, b in boxes) > len(boxes) / 2
 
 
+@pytest.mark.slow
 def test_the_npz_of_a_smoothed_job_keeps_the_raw_values(api, motion, video):
     smoothed = npz_arrays(result(motion, run_job(api, motion, video, smooth="strong", formats="npz"), "npz").content)
     plain = npz_arrays(result(motion, run_job(api, motion, video, formats="npz"), "npz").content)
@@ -184,6 +186,7 @@ def test_blazepose_smoothed_in_small_chunks_equals_the_offline_cli(api, apps, tm
     assert jitter(frames, "joints_3d") < 0.7 * jitter(raw_frames, "joints_3d")
 
 
+@pytest.mark.slow
 def test_a_chunked_smpl_job_equals_the_whole_video_run_in_every_format(api, smpl, video, tmp_path):
     """Rotations on SO(3), betas, translation, joints and vertices smoothed across chunk
     boundaries and corrections, in JSON, NPZ and BVH alike."""
@@ -236,6 +239,7 @@ def test_bvh_of_one_track_is_a_bvh_file_and_uses_the_engines_body_model(api, smp
         assert np.abs(positions[i, wrist] - truth).max() < 0.01
 
 
+@pytest.mark.slow
 def test_bvh_of_several_tracks_is_a_zip_with_a_manifest(api, smpl, video):
     done = run_job(api, smpl, video, formats="bvh")
     response = result(smpl, done, "bvh")
@@ -260,6 +264,7 @@ def test_sync_track_gives_bvh(smpl, one_person):
 # --- vertices -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_vertices_are_float16_in_the_npz_with_the_faces_once_and_not_in_the_json(api, smpl, video):
     done = run_job(api, smpl, video, include="vertices")
     arrays = npz_arrays(result(smpl, done, "npz").content)

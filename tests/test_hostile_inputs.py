@@ -102,6 +102,7 @@ def _header_bytes(max_size: int = 300) -> st.SearchStrategy[bytes]:
 @example(query={"formats": ""})
 @example(query={"formats": "json,json"})
 @example(query={"start_s": "30"})  # past the end of the 2 s clip
+@pytest.mark.slow
 def test_any_query_options_get_a_typed_answer(app, clip, query):
     response = app.post("/v1/jobs", params=query, content=clip, headers={"Content-Type": "video/mp4"})
     assert_typed(response, 202)
@@ -124,6 +125,7 @@ boundaries = st.one_of(st.text(alphabet=string.ascii_letters + string.digits + "
 @given(boundary=boundaries, fields=options, filename=st.text(max_size=200),
        quoted=st.booleans(), extra=_header_bytes(100))
 @example(boundary="x" * 5000, fields={}, filename="a.mp4", quoted=False, extra=b"")
+@pytest.mark.slow
 def test_any_multipart_body_gets_a_typed_answer(app, clip, boundary, fields, filename, quoted, extra):
     crlf = b"\r\n"
     marker = b"--" + boundary.encode()
@@ -160,6 +162,7 @@ def test_any_content_type_and_length_get_a_typed_answer(app, clip, content_type,
 @given(size=st.one_of(st.none(), numbers), offsets=st.lists(st.one_of(numbers, st.integers(-5, 500_000)),
                                                               max_size=4),
        lengths=st.lists(st.one_of(st.none(), _header_bytes(25)), max_size=4), part=st.integers(0, 60_000))
+@pytest.mark.slow
 def test_any_upload_in_parts_gets_typed_answers(app, clip, size, offsets, lengths, part):
     created = app.post("/v1/uploads", params={} if size is None else {"size": size, "filename": "x.mp4"})
     upload = assert_typed(created, 201)
@@ -193,6 +196,7 @@ def test_any_authorization_header_gets_a_typed_answer(app, clip, authorization):
 @given(filename=st.text(max_size=400), multipart=st.booleans())
 @example(filename="a\x00b.mp4", multipart=False)
 @example(filename="../" * 100 + "x" * 1000, multipart=True)
+@pytest.mark.slow
 def test_any_file_name_is_kept_as_a_printable_base_name(app, clip, filename, multipart):
     if multipart:
         response = app.post("/v1/jobs", files={"file": (filename or "f", clip, "video/mp4")})
@@ -207,6 +211,7 @@ def test_any_file_name_is_kept_as_a_printable_base_name(app, clip, filename, mul
 
 @FAST
 @given(job_id=st.text(alphabet=string.printable, max_size=80), fmt=option_values)
+@pytest.mark.slow
 def test_any_job_id_and_result_format_get_a_typed_answer(app, job_id, fmt):
     job_id = quote(job_id, safe="")  # any character, as a client would escape it
     for response in (app.get(f"/v1/jobs/{job_id}"), app.get(f"/v1/jobs/{job_id}/result", params={"format": fmt}),

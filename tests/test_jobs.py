@@ -264,6 +264,7 @@ def test_a_non_retryable_error_fails_at_once(new_job, store, video):
     assert stages.calls == [0, 1]
 
 
+@pytest.mark.slow
 def test_a_chunk_past_its_deadline_fails_with_timeout_after_retries(new_job, store, video):
     # Chunk 0 hangs: no real work has to beat the short deadline, however busy the machine.
     stages = ScriptedStages(local_stages(store), at=0, sleep_s=30.0)
@@ -409,6 +410,7 @@ def test_fault_injector_fires_the_configured_number_of_times_across_replicas(tmp
     assert first.take("a.mp4", 3) is None
 
 
+@pytest.mark.slow
 def test_gpu_oom_with_room_to_halve_gives_the_unfaulted_result(new_job, store, video, reference, tmp_path):
     faults = FaultInjector((FaultSpec(kind="gpu_oom", chunk=1, above_batch=2, times=5),), tmp_path / "faults")
     record = run_job(store, local_stages(store, faults), new_job(store, video))
@@ -416,6 +418,7 @@ def test_gpu_oom_with_room_to_halve_gives_the_unfaulted_result(new_job, store, v
     assert len(list((tmp_path / "faults").iterdir())) == 1  # fired once: at chunk 1 of this job
 
 
+@pytest.mark.slow
 def test_gpu_oom_at_a_single_frame_raises(settings, video):
     decoding = decode_options(settings, OPTIONS)
     probed = probe(video)

@@ -201,6 +201,7 @@ def crossing_run(contract, crossing_video) -> Run:
 # --- ground truth ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_tracks_crossing_people_with_accurate_boxes_and_stable_ids(crossing_run):
     metrics = evaluate(crossing_scene(), crossing_run.frames)
     print(metrics)
@@ -250,6 +251,7 @@ def test_ids_are_consecutive_from_one(crossing_run):
     assert sorted(seen) == list(range(1, len(seen) + 1))
 
 
+@pytest.mark.slow
 def test_people_in_the_first_frame_leave_no_lasting_ghost(contract, first_frame_video):
     """Until a person has walked clear of where they stood in the first frame, their blob
     includes that spot; then the ghost is recognised and absorbed at once, leaving no

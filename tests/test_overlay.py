@@ -100,6 +100,7 @@ def distance(pixels: np.ndarray, color) -> np.ndarray:
 # --- the MP4 ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_mp4_decodes_with_the_results_frames_size_and_times(job, rendered):
     path, images, times = rendered
     frames = job.result.frames

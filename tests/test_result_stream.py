@@ -41,6 +41,7 @@ def test_the_stream_reads_what_read_json_reads_in_any_layout(job, tmp_path, monk
     assert streamed(job.result_path) == expected
 
 
+@pytest.mark.slow
 def test_memory_is_bounded_by_a_frame_not_the_result(job, tmp_path):
     path = tmp_path / "long.json"
     frames = [Frame(k, k, k / 25, job.result.frames[5 + k % 17].people) for k in range(4000)]

@@ -330,6 +330,7 @@ def npz_peak_bytes(frames: int, path) -> int:
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 def test_npz_writer_memory_does_not_grow_with_the_video(tmp_path):
     # 8x the frames: 5 MiB of people instead of 0.6, against a peak of some 0.2 MiB (the
     # 64 KiB buffer, numpy's and Python's overhead, the archive): the writer spills what it is

@@ -76,6 +76,7 @@ def visible_deviation(raw_frames, smoothed_frames) -> np.ndarray:
 # --- the real clip ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_every_preset_lowers_jitter_on_a_real_clip_and_stays_close_to_the_measurements(carphone_result):
     frames, fps = carphone_result.frames, carphone_result.header.video.fps
     raw_2d, raw_3d = jitter(frames, "joints_2d", VISIBLE), jitter(frames, "joints_3d", VISIBLE)

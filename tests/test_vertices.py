@@ -107,6 +107,7 @@ def test_without_include_vertices_the_npz_has_no_faces_and_people_no_mesh():
         assert json.loads(str(data["meta"]))["body_model"]["face_count"] == F  # the model is still described
 
 
+@pytest.mark.slow
 def test_the_json_has_vertices_and_faces_only_on_request():
     made = result()
     document = json.loads(dumps_json(made))
