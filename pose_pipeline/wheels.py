@@ -99,9 +99,17 @@ def sha256_of(path: Path) -> str:
 
 
 def write_atomically(path: Path, data: bytes) -> Path:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
+    """Readers see the whole file or none; two processes fetching at once each write a partial
+    file of their own, and the last rename wins (both hold the same checked bytes)."""
+    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as fp:
+            fp.write(data)
+        os.chmod(partial, 0o644)
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -5,6 +5,13 @@
 Tiers: ``python -m pytest -m "not slow"`` is the fast one (a developer's loop, under a
 minute); ``slow`` marks tests of a second or more and everything that starts a Ray cluster
 (``serve``).
+
+Two workers run the suite (``-n 2`` in pyproject.toml). Each module runs whole in one worker,
+so that its module fixtures start once, and the modules that start Ray clusters
+(``CLUSTER_MODULES``, the ``serve`` tests) run one after another in one worker while the other
+runs the rest: two clusters at once slowed each other's start-up and restarts up to threefold
+on two cores (measured), and would share the node memory test_node_oom's threshold is
+computed from.
 """
 
 from __future__ import annotations
@@ -30,6 +37,35 @@ import support.videos
 #: Variables a test must not inherit from the shell that runs pytest: every setting the
 #: service reads, and the client's defaults.
 _INHERITED = (ENV_PREFIX,)
+
+
+#: The modules whose tests start Ray clusters (every ``serve`` test is in one of them).
+CLUSTER_MODULES = frozenset(f"tests/{name}.py" for name in (
+    "test_faults", "test_metrics", "test_multinode", "test_node_oom", "test_serve_cli", "test_service"))
+
+
+def _scope(nodeid: str) -> str:
+    """What one worker runs whole: all the cluster modules together, else one module."""
+    module = nodeid.split("::")[0]
+    return "ray-clusters" if module in CLUSTER_MODULES else module
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ClusterModulesInOneWorker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _scope(nodeid)
+
+    return ClusterModulesInOneWorker(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A serve test outside ``CLUSTER_MODULES`` would run beside the cluster modules: refused."""
+    strays = [item.nodeid for item in items
+              if item.get_closest_marker("serve") and _scope(item.nodeid) != "ray-clusters"]
+    if strays:
+        raise pytest.UsageError(f"serve tests outside conftest.CLUSTER_MODULES: {strays}")
 
 
 @pytest.fixture(autouse=True)

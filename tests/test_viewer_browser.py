@@ -399,12 +399,12 @@ def test_a_ten_minute_video_is_read_a_page_at_a_time_and_plays_across_pages(brow
         assert pages == ["start=0&count=256", f"start={target // 256 * 256}&count=256"]
 
         # a seek of the user's to a few frames before the end of page 1, then play into page 2 at
-        # 2x (at 8x, a loaded machine made the browser itself drop frames)
+        # 1x (at 8x, and at 2x beside the suite's Ray tests, a loaded machine made the browser
+        # itself drop frames)
         before = 2 * 256 - 4
         view.page.evaluate(f"document.getElementById('video').currentTime = {result.frames[before].time_s + 0.01}")
         view.wait_frame(before)
         view.page.evaluate(RECORD_DRAWS)
-        view.page.evaluate("document.getElementById('video').playbackRate = 2")
         view.page.click("#play")
         view.wait_until(f"Number(document.body.dataset.frame) >= {before + 10}", 20000)
         view.page.click("#play")

@@ -30,11 +30,11 @@ from typing import Any
 
 import psutil
 
-from .serve import free_port
+from .serve import CLUSTER_ENV, free_port
 
 #: Node failure is noticed by the GCS's health checks of each raylet: every second, dead after
 #: 3 missed (the default, 5 missed checks 3 s apart, takes 15 s). Inherited by every process.
-NODE_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_health_check_period_ms": "1000",
+NODE_ENV = {**CLUSTER_ENV, "RAY_health_check_period_ms": "1000",
             "RAY_health_check_failure_threshold": "3", "RAY_health_check_timeout_ms": "1000",
             "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5", "RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": "1000"}
 RAY = str(Path(sys.executable).with_name("ray"))

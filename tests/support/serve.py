@@ -33,7 +33,10 @@ __all__ = ["ServeCluster", "first_chunk_task", "free_port", "is_ready", "job_sto
            "replica_processes", "spool_files", "submit", "wait_job", "wait_until"]
 
 #: Ray 2.60 asks local clusters for a token: the tests' clusters are local (docs/operations.md).
-CLUSTER_ENV = {"RAY_AUTH_MODE": "disabled"}
+#: Ray starts its workers at niceness 15; the suite's other worker (pytest -n 2, no cluster) runs
+#: at 0, and on two cores it starved the replicas past their leases and metric exports
+#: (measured: test_metrics failed so); at 0 they share the cores evenly.
+CLUSTER_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_worker_niceness": "0"}
 
 # Small CPU shares so that every replica of every app fits on a 2-core machine; JSON logs
 # as in serve_config.yaml, so that job ids are fields of each line.
@@ -90,11 +93,16 @@ class ServeCluster:
 
 
 def replica_processes(app: str, deployment: str) -> list[psutil.Process]:
-    """The live processes of a deployment's replicas (Ray names them in their title)."""
+    """The live processes of a deployment's replicas (Ray names them in their title) on this
+    process's cluster: its processes descend from the driver, those of the clusters other test
+    workers run at the same time (pytest -n) do not."""
     title = f"ServeReplica:{app}:{deployment}"
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            cmdline = " ".join(proc.cmdline())
+        except psutil.Error:  # exited meanwhile
+            continue
         if title in cmdline and "ray::" in cmdline:
             found.append(proc)
     return found
