@@ -94,8 +94,8 @@ class ServeCluster:
 
 def replica_processes(app: str, deployment: str) -> list[psutil.Process]:
     """The live processes of a deployment's replicas (Ray names them in their title) on this
-    process's cluster: its processes descend from the driver, those of the clusters other test
-    workers run at the same time (pytest -n) do not."""
+    process's cluster: its processes descend from the driver, those of other clusters on the
+    machine (a benchmark's, a ``pose-pipeline serve``) do not."""
     title = f"ServeReplica:{app}:{deployment}"
     found = []
     for proc in psutil.Process().children(recursive=True):
