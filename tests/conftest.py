@@ -1,6 +1,6 @@
 """Fixtures of every test module: a clean environment per test, the helpers of tests/support
 (``media``, ``contract``, ``demo``, ``api``, ``serve_tools``), local Ray clusters
-(``serve_cluster``) and the API in this process (``local_api``).
+(``ray_clusters``, ``shared_cluster``) and the API in this process (``local_api``).
 
 Tiers: ``python -m pytest -m "not slow"`` is the fast one (a developer's loop, under a
 minute); ``slow`` marks tests of a second or more and everything that starts a Ray cluster
@@ -8,10 +8,11 @@ minute); ``slow`` marks tests of a second or more and everything that starts a R
 
 Two workers run the suite (``-n 2`` in pyproject.toml). Each module runs whole in one worker,
 so that its module fixtures start once, and the modules that start Ray clusters
-(``CLUSTER_MODULES``, the ``serve`` tests) run one after another in one worker while the other
-runs the rest: two clusters at once slowed each other's start-up and restarts up to threefold
-on two cores (measured), and would share the node memory test_node_oom's threshold is
-computed from.
+(``CLUSTER_MODULES``, the ``serve`` tests) run one after another in one worker, the first work
+it is given, while the other runs the rest: two clusters at once slowed each other's start-up
+and restarts up to threefold on two cores (measured), and would share the node memory
+test_node_oom's threshold is computed from. The cluster modules run in the order of
+``CLUSTER_MODULES``: those on the shared cluster first, then those that stop it for their own.
 """
 
 from __future__ import annotations
@@ -39,15 +40,17 @@ import support.videos
 _INHERITED = (ENV_PREFIX,)
 
 
-#: The modules whose tests start Ray clusters (every ``serve`` test is in one of them).
-CLUSTER_MODULES = frozenset(f"tests/{name}.py" for name in (
-    "test_faults", "test_metrics", "test_multinode", "test_node_oom", "test_serve_cli", "test_service"))
+#: The modules whose tests start Ray clusters (every ``serve`` test is in one of them), in the
+#: order they run: those on the ``shared_cluster`` first, then those with clusters of their own.
+CLUSTER_MODULES = tuple(f"tests/{name}.py" for name in (
+    "test_faults", "test_metrics", "test_service", "test_multinode", "test_node_oom", "test_serve_cli"))
+CLUSTERS_SCOPE = "ray-clusters"
 
 
 def _scope(nodeid: str) -> str:
     """What one worker runs whole: all the cluster modules together, else one module."""
     module = nodeid.split("::")[0]
-    return "ray-clusters" if module in CLUSTER_MODULES else module
+    return CLUSTERS_SCOPE if module in CLUSTER_MODULES else module
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -57,15 +60,24 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         def _split_scope(self, nodeid: str) -> str:
             return _scope(nodeid)
 
+        def _assign_work_unit(self, node: Any) -> None:
+            # The longest unit first, whatever its number of tests (xdist orders by that).
+            if CLUSTERS_SCOPE in self.workqueue:
+                self.workqueue.move_to_end(CLUSTERS_SCOPE, last=False)
+            super()._assign_work_unit(node)
+
     return ClusterModulesInOneWorker(config, log)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A serve test outside ``CLUSTER_MODULES`` would run beside the cluster modules: refused."""
+    """The cluster modules last, in the order of ``CLUSTER_MODULES``; a serve test outside them
+    would run beside them: refused."""
     strays = [item.nodeid for item in items
-              if item.get_closest_marker("serve") and _scope(item.nodeid) != "ray-clusters"]
+              if item.get_closest_marker("serve") and _scope(item.nodeid) != CLUSTERS_SCOPE]
     if strays:
         raise pytest.UsageError(f"serve tests outside conftest.CLUSTER_MODULES: {strays}")
+    rank = {module: i for i, module in enumerate(CLUSTER_MODULES, start=1)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], 0))  # stable: the rest keep their order
 
 
 @pytest.fixture(autouse=True)
@@ -116,21 +128,24 @@ def serve_tools() -> ModuleType:
     return support.serve
 
 
+@pytest.fixture(scope="session")
+def ray_clusters(serve_tools: ModuleType) -> Iterator[Any]:
+    """This process's Ray clusters, one at a time (``support.serve.Clusters``): a module that
+    starts a cluster of its own calls ``ray_clusters.own(...)`` or ``close()`` first."""
+    clusters = serve_tools.Clusters()
+    yield clusters
+    clusters.close()
+
+
 @pytest.fixture(scope="module")
-def serve_cluster(serve_tools: ModuleType) -> Iterator[Callable[..., Any]]:
-    """``serve_cluster(num_gpus=1, env=None)`` starts this module's local Ray cluster
-    (``support.serve.ServeCluster``), which is stopped after the module (one cluster at a
-    time per process)."""
-    started: list[Any] = []
-
-    def start(num_gpus: float = 1, env: dict[str, str] | None = None) -> Any:
-        cluster = serve_tools.ServeCluster(num_gpus=num_gpus, env=env)
-        started.append(cluster)
-        return cluster.start()
-
-    yield start
-    for cluster in started:
-        cluster.stop()
+def shared_cluster(ray_clusters: Any) -> Iterator[Any]:
+    """The local Ray cluster (one node, one fake GPU) that modules share in turn
+    (``support.serve.ServeCluster``): the applications the module deploys on it are deleted
+    after the module, so each module names its own and may route at ``/``."""
+    cluster = ray_clusters.shared()
+    before = list(cluster.apps)
+    yield cluster
+    cluster.delete([name for name in cluster.apps if name not in before])
 
 
 @pytest.fixture(scope="session")

@@ -150,8 +150,9 @@ def test_the_overlay_mp4_has_the_results_frames_and_size_and_the_boxes_drawn(loc
             drawn = np.abs(images[frame.index, rows, x1:x1 + 2].astype(np.int16) - color).max(axis=-1)
             before = np.abs(plain[frame.index, rows, x1:x1 + 2].astype(np.int16) - color).max(axis=-1)
             # the box's left edge, 2 px wide, pulled to the track's colour (4:2:0 halves the chroma
-            # resolution: the line's colour blends with the figure's beside it)
-            assert (drawn < before - 20).mean() > 0.9 and np.median(drawn) < 80, (frame.index, person.track_id)
+            # resolution: the line's colour blends with the figure's beside it; medians of 54 to 80
+            # measured, the encode differing from run to run under load)
+            assert (drawn < before - 20).mean() > 0.9 and np.median(drawn) < 100, (frame.index, person.track_id)
             far = np.abs(images[frame.index, rows, x1 - 12:x1 - 6].astype(int) -
                          plain[frame.index, rows, x1 - 12:x1 - 6]).mean()
             assert far < 6, (frame.index, far)  # beside the box: the picture, up to compression

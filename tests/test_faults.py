@@ -28,9 +28,10 @@ from pose_pipeline.video import DecodeOptions
 
 pytestmark = [pytest.mark.serve, pytest.mark.slow]
 
+APP = "faults"  # on the shared cluster, after or before other modules' applications
 SIZE = (320, 180)
 CHUNK_FRAMES = 10
-CHUNK_TIMEOUT_S = 20  # past a replica's restart on a loaded two-core machine
+CHUNK_TIMEOUT_S = 15  # past a replica's restart on a loaded two-core machine (2-5 s seen, detection included)
 MEMORY_LIMIT = 1536 * 2**20
 
 FAULTS = [
@@ -52,7 +53,7 @@ def tmp_module(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def service(serve_cluster, serve_tools, tmp_module):
+def service(shared_cluster, serve_tools, tmp_module):
     store = tmp_module / "store"
     settings = {
         "decode": {"chunk_bytes": SIZE[0] * SIZE[1] * 3 * CHUNK_FRAMES, "max_side": None},
@@ -62,12 +63,12 @@ def service(serve_cluster, serve_tools, tmp_module):
                                                  "state_dir": str(tmp_module / "faults")}},
         "store": {"root": str(store)},
     }
-    tracking = {"num_replicas": 2, "health_check_period_s": 1, "health_check_timeout_s": 5,
-                "ray_actor_options": {"num_cpus": 0.05, "num_gpus": 0.5}}
-    cluster = serve_cluster(num_gpus=1)
-    cluster.deploy("pose", settings, {"Tracking": tracking})
-    with httpx.Client(base_url=cluster.url(), timeout=180) as http:
-        serve_tools.wait_until(lambda: serve_tools.is_ready(http), 120, 1, "the application")
+    checked = serve_tools.CHECKED
+    deployments = {"Tracking": {**checked, "num_replicas": 2, "ray_actor_options": {"num_cpus": 0.05, "num_gpus": 0.5}},
+                   "Decode": checked, "Aggregation": checked, "Ingress": checked}
+    url = shared_cluster.deploy(APP, settings, deployments)
+    with httpx.Client(base_url=url, timeout=180) as http:
+        serve_tools.wait_until(lambda: serve_tools.is_ready(http), 120, 0.25, "the application")
         yield http, store
 
 
@@ -77,7 +78,14 @@ def video(tmp_module) -> Path:
 
 
 @pytest.fixture(scope="module")
+def kill_video(tmp_module) -> Path:
+    """30 chunks: replicas are killed after the third, the job goes on for the rest."""
+    return synthetic.write_video(tmp_module / "kill.mp4", synthetic.demo_scene(duration_s=20, size=SIZE, fps=15))
+
+
+@pytest.fixture(scope="module")
 def long_video(tmp_module) -> Path:
+    """60 chunks: a synchronous request for it lasts past the client's read timeout."""
     return synthetic.write_video(tmp_module / "long.mp4", synthetic.demo_scene(duration_s=40, size=SIZE, fps=15))
 
 
@@ -87,8 +95,8 @@ def reference(serve_tools, video, tmp_module) -> dict:
 
 
 @pytest.fixture(scope="module")
-def long_reference(serve_tools, long_video, tmp_module) -> dict:
-    return serve_tools.offline_result(long_video, tmp_module / "long-reference.json")
+def kill_reference(serve_tools, kill_video, tmp_module) -> dict:
+    return serve_tools.offline_result(kill_video, tmp_module / "kill-reference.json")
 
 
 def _result(http: httpx.Client, job_id: str) -> dict:
@@ -97,9 +105,9 @@ def _result(http: httpx.Client, job_id: str) -> dict:
 
 def _tracking_pids(serve_tools) -> set[int]:
     """The tracking replicas' PIDs, once both are up (an earlier test may have killed one)."""
-    serve_tools.wait_until(lambda: len(serve_tools.replica_processes("pose", "Tracking")) == 2, 180, 0.5,
+    serve_tools.wait_until(lambda: len(serve_tools.replica_processes(APP, "Tracking")) == 2, 180, 0.5,
                            "two tracking replicas")
-    return {p.pid for p in serve_tools.replica_processes("pose", "Tracking")}
+    return {p.pid for p in serve_tools.replica_processes(APP, "Tracking")}
 
 
 def _run(serve_tools, http, video: Path, name: str) -> dict:
@@ -112,7 +120,7 @@ def _kill_mid_job(serve_tools, http, video: Path, deployment: str) -> dict:
     serve_tools.wait_until(lambda: http.get(f"/v1/jobs/{job['job_id']}").json()["progress"]["chunks_done"] >= 3,
                            60, 0.05,
                "three chunks")
-    victims = serve_tools.replica_processes("pose", deployment)
+    victims = serve_tools.replica_processes(APP, deployment)
     assert victims, f"no {deployment} replica found"
     for process in victims:
         process.kill()
@@ -162,14 +170,14 @@ def test_replica_exit_mid_job_resumes_with_identical_result(serve_tools, service
     assert _result(http, done["job_id"]) == reference
 
 
-def test_tracking_replicas_killed_from_outside(serve_tools, service, long_video, long_reference):
+def test_tracking_replicas_killed_from_outside(serve_tools, service, kill_video, kill_reference):
     # Killed while a chunk runs, the chunk is retried; killed between chunks, the next chunk
     # waits for the replacements. Either way the new replicas restore the checkpoint.
     http, _ = service
     before = _tracking_pids(serve_tools)
-    done = _kill_mid_job(serve_tools, http, long_video, "Tracking")
-    assert _result(http, done["job_id"]) == long_reference
-    assert not before & {p.pid for p in serve_tools.replica_processes("pose", "Tracking")}
+    done = _kill_mid_job(serve_tools, http, kill_video, "Tracking")
+    assert _result(http, done["job_id"]) == kill_reference
+    assert not before & {p.pid for p in serve_tools.replica_processes(APP, "Tracking")}
 
 
 def test_repeated_deaths_fail_with_worker_died_and_503(service, video):
@@ -229,7 +237,7 @@ def test_hung_chunk_times_out_and_the_replica_is_replaced(serve_tools, service, 
     assert done["state"] == "succeeded" and done["retries"] == 1, done
     assert _result(http, done["job_id"]) == reference
     # The replica stuck in the hung chunk fails its health check and is replaced.
-    serve_tools.wait_until(lambda: len(before - {p.pid for p in serve_tools.replica_processes("pose", "Tracking")})
+    serve_tools.wait_until(lambda: len(before - {p.pid for p in serve_tools.replica_processes(APP, "Tracking")})
                            == 1, 120, 0.5,
                "the hung replica to be replaced")
     _tracking_pids(serve_tools)
@@ -239,10 +247,10 @@ def test_hung_chunk_times_out_and_the_replica_is_replaced(serve_tools, service, 
 
 
 @pytest.mark.parametrize("deployment", ["Decode", "Aggregation", "Ingress"])
-def test_other_replicas_killed_mid_job(serve_tools, service, long_video, long_reference, deployment):
+def test_other_replicas_killed_mid_job(serve_tools, service, kill_video, kill_reference, deployment):
     http, _ = service
-    done = _kill_mid_job(serve_tools, http, long_video, deployment)
-    assert _result(http, done["job_id"]) == long_reference
+    done = _kill_mid_job(serve_tools, http, kill_video, deployment)
+    assert _result(http, done["job_id"]) == kill_reference
 
 
 def test_a_chunk_lost_with_its_owner_is_a_worker_death():
@@ -261,19 +269,19 @@ def test_a_chunk_decoded_ahead_is_lost_with_its_decode_replica(serve_tools, serv
     decoding = DecodeOptions(chunk_bytes=SIZE[0] * SIZE[1] * 3 * CHUNK_FRAMES)
     try:
         with serve_tools.first_chunk_task(store, video, decoding, "ahead.mp4") as task:
-            ahead = serve.get_deployment_handle("Decode", "pose").decode.remote(task).result(timeout_s=60)
-            victims = serve_tools.replica_processes("pose", "Decode")
+            ahead = serve.get_deployment_handle("Decode", APP).decode.remote(task).result(timeout_s=60)
+            victims = serve_tools.replica_processes(APP, "Decode")
             for process in victims:
                 process.kill()
             psutil.wait_procs(victims, timeout=10)
             try:
-                tracked = serve.get_deployment_handle("Tracking", "pose").track.remote(ahead).result(timeout_s=60)
+                tracked = serve.get_deployment_handle("Tracking", APP).track.remote(ahead).result(timeout_s=60)
             except Exception as exc:
                 assert as_pipeline_error(exc).code == "worker_died", exc
             else:
                 assert (tracked.task.chunk_index, tracked.frames) == (0, CHUNK_FRAMES)
     finally:
-        serve_tools.wait_until(lambda: serve_tools.is_ready(http), 120, 1, "a new Decode replica")
+        serve_tools.wait_until(lambda: serve_tools.is_ready(http), 120, 0.25, "a new Decode replica")
 
 
 def test_a_tracking_replica_dying_mid_chunk_is_a_worker_death(serve_tools, service, video):
@@ -281,14 +289,14 @@ def test_a_tracking_replica_dying_mid_chunk_is_a_worker_death(serve_tools, servi
     # (the ingress's path) must raise the retryable worker_died, which the runner retries.
     http, store = service
     decoding = DecodeOptions(chunk_bytes=SIZE[0] * SIZE[1] * 3 * CHUNK_FRAMES)
-    stages = RayStages(*(serve.get_deployment_handle(name, "pose") for name in ("Decode", "Tracking", "Aggregation")))
+    stages = RayStages(*(serve.get_deployment_handle(name, APP) for name in ("Decode", "Tracking", "Aggregation")))
     try:
         with serve_tools.first_chunk_task(store, video, decoding, "exit-direct.mp4") as task:
             with pytest.raises(PipelineError) as raised:
                 asyncio.run(_decode_and_track(stages, task))
         assert (raised.value.code, raised.value.retryable) == ("worker_died", True), raised.value
     finally:
-        serve_tools.wait_until(lambda: serve_tools.is_ready(http), 120, 1, "a new Tracking replica")
+        serve_tools.wait_until(lambda: serve_tools.is_ready(http), 120, 0.25, "a new Tracking replica")
 
 
 async def _decode_and_track(stages: RayStages, task: ChunkTask) -> None:

@@ -21,6 +21,7 @@ from pose_pipeline import synthetic
 
 pytestmark = [pytest.mark.serve, pytest.mark.slow]
 
+APP = "metrics"  # on the shared cluster: its samples carry this application label
 SIZE = (320, 180)
 FPS = 15
 DURATION_S = 2.4  # 36 frames: chunks of 10, 10, 10, 6
@@ -46,7 +47,7 @@ def video(tmp_module, scene) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cluster(serve_cluster, tmp_module):
+def cluster(shared_cluster, tmp_module):
     settings = {
         "decode": {"chunk_bytes": SIZE[0] * SIZE[1] * 3 * CHUNK_FRAMES, "max_side": None},
         "jobs": {"lease_s": 5},
@@ -55,17 +56,15 @@ def cluster(serve_cluster, tmp_module):
         "store": {"root": str(tmp_module / "store")},
     }
     tracking = {"num_replicas": 2, "ray_actor_options": {"num_cpus": 0.05, "num_gpus": 0.5}}
-    cluster = serve_cluster(num_gpus=1)
-    cluster.deploy("pose", settings, {"Tracking": tracking})
-    cluster.store = tmp_module / "store"
-    return cluster
+    shared_cluster.deploy(APP, settings, {"Tracking": tracking})
+    return shared_cluster
 
 
 @pytest.fixture(scope="module")
 def jobs(serve_tools, cluster, video):
     """Runs the jobs; returns what they did, from their status and the uploads."""
     with httpx.Client(base_url=cluster.url(), timeout=120) as http:
-        serve_tools.wait_until(lambda: _ready(http), 120, 1, "the application to be ready")
+        serve_tools.wait_until(lambda: _ready(http), 120, 0.25, "the application to be ready")
         uploaded = 0
         bad = b"this is not a video" * 100
         refused = http.post("/v1/jobs", params={"filename": "bad.mp4"}, content=bad,
@@ -96,7 +95,7 @@ def _scrape(port: int) -> list[tuple[str, dict[str, str], float]]:
     """(sample name, labels, value) of every sample of the service's application."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     return [(s.name, s.labels, s.value) for family in text_string_to_metric_families(text)
-            for s in family.samples if s.labels.get("application") == "pose"]
+            for s in family.samples if s.labels.get("application") == APP]
 
 
 def total(samples, name: str, **labels: str) -> float:
@@ -236,10 +235,10 @@ def test_jobs_gauge_is_zero_when_idle(scrape):
     assert jobs == {"queued": 0.0, "running": 0.0}
 
 
-def test_gauges_are_exported(serve_tools, cluster, scrape):
+def test_gauges_are_exported(serve_tools, tmp_module, scrape):
     store = [v for n, _, v in scrape if n == "ray_pose_result_store_bytes"]
     assert len(store) == 1 and store[0] > 0
-    actual = serve_tools.job_store(cluster.store).usage_bytes()
+    actual = serve_tools.job_store(tmp_module / "store").usage_bytes()
     assert 0.5 * actual <= store[0] <= 2 * actual, (store[0], actual)
     tracking_fps = [v for n, _, v in scrape if n == "ray_pose_tracking_fps"]
     assert tracking_fps and all(v > 0 for v in tracking_fps)
@@ -264,7 +263,7 @@ def test_every_series_has_a_replica_and_bounded_labels(jobs, scrape):
 
 def _log_records(cluster, deployment: str, job_id: str) -> list[dict]:
     records = []
-    for path in cluster.serve_logs.glob(f"replica_pose_{deployment}_*.log"):
+    for path in cluster.serve_logs.glob(f"replica_{APP}_{deployment}_*.log"):
         for line in path.read_text(errors="replace").splitlines():
             try:
                 record = json.loads(line)
@@ -285,7 +284,7 @@ def test_json_logs_follow_a_job(serve_tools, cluster, jobs):
     ingress = serve_tools.wait_until(states, 20, 0.5, "the Ingress log lines")
     assert [r["state"] for r in ingress] == ["queued", "running", "succeeded"], ingress
     # Serve's JSON formatter names the deployment "<app>_<deployment>" in log records.
-    assert all(r["levelname"] == "INFO" and r["deployment"] == "pose_Ingress" and r["replica"] for r in ingress)
+    assert all(r["levelname"] == "INFO" and r["deployment"] == f"{APP}_Ingress" and r["replica"] for r in ingress)
     tracking = _log_records(cluster, "Tracking", job["job_id"])
     assert sorted(r["chunk"] for r in tracking) == list(range(job["progress"]["chunks_done"])), tracking
     assert sum(r["frames"] for r in tracking) == job["progress"]["frames_done"]

@@ -43,10 +43,11 @@ def tmp_module(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cluster(postgres_server, serve_tools, tmp_module):
+def cluster(postgres_server, ray_clusters, serve_tools, tmp_module):
     from support.multinode import MultiNodeCluster
 
     store = StoreSettings(root=str(tmp_module / "store"), database=postgres_server.new_database())
+    ray_clusters.close()  # this process connects to this cluster instead
     cluster = MultiNodeCluster().start()
     try:
         cluster.add_worker("worker-1")
@@ -55,7 +56,7 @@ def cluster(postgres_server, serve_tools, tmp_module):
                               "jobs": {"lease_s": 1.5, "chunk_timeout_s": CHUNK_TIMEOUT_S}},
                              {"Ingress": {"num_replicas": 2}})
         with httpx.Client(base_url=url, timeout=60) as http:
-            serve_tools.wait_until(lambda: serve_tools.is_ready(http), 180, 1, "the application on the cluster")
+            serve_tools.wait_until(lambda: serve_tools.is_ready(http), 180, 0.25, "the application on the cluster")
             cluster.http, cluster.store = http, store
             yield cluster
     finally:
@@ -64,7 +65,8 @@ def cluster(postgres_server, serve_tools, tmp_module):
 
 @pytest.fixture(scope="module")
 def long_video(tmp_module) -> Path:
-    return synthetic.write_video(tmp_module / "long.mp4", synthetic.demo_scene(duration_s=40, size=SIZE, fps=15))
+    """30 chunks: a replica or a node is lost after the third or the fifth, the job goes on."""
+    return synthetic.write_video(tmp_module / "long.mp4", synthetic.demo_scene(duration_s=20, size=SIZE, fps=15))
 
 
 @pytest.fixture(scope="module")

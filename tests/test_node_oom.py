@@ -101,7 +101,7 @@ def tmp_module(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def service(serve_tools, tmp_module):
+def service(ray_clusters, serve_tools, tmp_module):
     total = psutil.virtual_memory().total
     at_start = _used_fraction()
     threshold = round(at_start + (CLUSTER_FOOTPRINT + ALLOCATION) / total, 3)
@@ -118,9 +118,10 @@ def service(serve_tools, tmp_module):
                                                  "state_dir": str(tmp_module / "faults")}},
         "store": {"root": str(store)},
     }
-    tracking = {"num_replicas": 1, "health_check_period_s": 1, "health_check_timeout_s": 5,
-                "ray_actor_options": {"num_cpus": 0.05, "num_gpus": 0.5}}
-    cluster = serve_tools.ServeCluster(num_gpus=1, env=env)
+    checked = serve_tools.CHECKED
+    deployments = {"Tracking": {**checked, "num_replicas": 1, "ray_actor_options": {"num_cpus": 0.05, "num_gpus": 0.5}},
+                   "Decode": checked, "Aggregation": checked, "Ingress": checked}
+    cluster = ray_clusters.own(num_gpus=1, env=env)
     service = None
     try:
         cluster.start()
@@ -129,8 +130,8 @@ def service(serve_tools, tmp_module):
         raylets = [p for p in service.ray_processes() if "raylet" in p.name()]
         assert raylets and all(p.environ().get(k) == v for p in raylets for k, v in env.items()), \
             "the memory monitor settings did not reach the raylet"
-        cluster.deploy(APP, settings, {"Tracking": tracking})
-        serve_tools.wait_until(lambda: _ready(service.http), 150, 1, "the application")
+        cluster.deploy(APP, settings, deployments)
+        serve_tools.wait_until(lambda: _ready(service.http), 150, 0.25, "the application")
         service.ray_processes()
         headroom = threshold * total - (total - psutil.virtual_memory().available)
         if headroom < MIN_HEADROOM:
@@ -220,7 +221,7 @@ def _kills(raylet_log: str) -> tuple[list[list[str]], set[int]]:
 def _run_through_outage(serve_tools, service: Service, video: Path, name: str, timeout_s: float) -> Outcome:
     """Submit, then poll until the job ends, through a dead ingress (transport errors) and the
     proxy's plain-text 500s while no ingress replica is up."""
-    serve_tools.wait_until(lambda: _ready(service.http), 120, 1, "every deployment to be ready")
+    serve_tools.wait_until(lambda: _ready(service.http), 120, 0.25, "every deployment to be ready")
     log_before = len(service.raylet_log())
     started = time.monotonic()
     job_id = serve_tools.submit(service.http, video, name=name)["job_id"]

@@ -15,9 +15,10 @@ pytestmark = [pytest.mark.serve, pytest.mark.slow]
 
 
 @pytest.mark.parametrize("when", ["deploying", "ready"])
-def test_serve_stops_cleanly_on_sigterm(serve_tools, tmp_path, when):
+def test_serve_stops_cleanly_on_sigterm(ray_clusters, serve_tools, tmp_path, when):
     # How a container is stopped: the service must shut down as on Ctrl-C and exit 0, also while
     # the application is still being deployed (Serve's proxy answers, the app is not ready yet).
+    ray_clusters.close()  # the command's cluster is the only one
     port = serve_tools.free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("POSE_PIPELINE_")}
     server = subprocess.Popen([sys.executable, "-m", "pose_pipeline.cli", "serve", "--port", str(port)],

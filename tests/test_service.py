@@ -2,7 +2,7 @@
 Ray shows (replicas and their placement, the proxy's memory, deployments that cannot start).
 The API itself is tested in this process, without Ray, in test_api.py.
 
-Three applications share the module's cluster:
+Three applications on the shared cluster (deleted after the module):
 - "pose" at /: two 0.5-GPU tracking replicas of the motion engine (the synthetic videos are
   its ground truth);
 - "broken" at /broken: an engine that cannot load (the upstream PHALP stack is absent);
@@ -47,25 +47,28 @@ def tmp_module(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cluster(serve_cluster, tmp_module):
+def store(tmp_module) -> Path:
+    """The store of the "pose" application."""
+    return tmp_module / "store"
+
+
+@pytest.fixture(scope="module")
+def cluster(shared_cluster, tmp_module, store):
     chunk_bytes = SIZE[0] * SIZE[1] * 3 * CHUNK_FRAMES
     common = {"decode": {"chunk_bytes": chunk_bytes, "max_side": None}, "jobs": {"lease_s": 5}}
-    main_store = tmp_module / "store"
-    cluster = serve_cluster(num_gpus=1)
-    cluster.deploy("pose", {**common, "store": {"root": str(main_store)}},
-                   {"Tracking": {"num_replicas": 2, "ray_actor_options": {"num_cpus": 0.05, "num_gpus": 0.5}}})
-    cluster.deploy("broken", {**common, "store": {"root": str(tmp_module / "broken-store")},
-                              "engine": {"name": "phalp"}}, route_prefix="/broken")
-    cluster.deploy("cpu", {"decode": {"max_side": None}, "store": {"root": str(tmp_module / "cpu-store")},
-                           "engine": {"name": "blazepose"}}, route_prefix="/cpu")
-    cluster.stores = {"pose": main_store}
-    return cluster
+    shared_cluster.deploy("pose", {**common, "store": {"root": str(store)}},
+                          {"Tracking": {"num_replicas": 2, "ray_actor_options": {"num_cpus": 0.05, "num_gpus": 0.5}}})
+    shared_cluster.deploy("broken", {**common, "store": {"root": str(tmp_module / "broken-store")},
+                                     "engine": {"name": "phalp"}}, route_prefix="/broken")
+    shared_cluster.deploy("cpu", {"decode": {"max_side": None}, "store": {"root": str(tmp_module / "cpu-store")},
+                                  "engine": {"name": "blazepose"}}, route_prefix="/cpu")
+    return shared_cluster
 
 
 @pytest.fixture(scope="module")
 def http(serve_tools, cluster):
     with httpx.Client(base_url=cluster.url(), timeout=120) as client:
-        serve_tools.wait_until(lambda: serve_tools.is_ready(client), 120, 1, "the application to be ready")
+        serve_tools.wait_until(lambda: serve_tools.is_ready(client), 120, 0.25, "the application to be ready")
         yield client
 
 
@@ -89,7 +92,7 @@ def test_blazepose_job_gives_the_skeletons_the_cli_gives(serve_tools, cluster, h
     every frame, the same result as ``pose-pipeline track``."""
     video = clip(CARPHONE)
     with httpx.Client(base_url=cluster.url("/cpu"), timeout=120) as cpu:
-        serve_tools.wait_until(lambda: serve_tools.is_ready(cpu), 120, 1, "the blazepose application")
+        serve_tools.wait_until(lambda: serve_tools.is_ready(cpu), 120, 0.25, "the blazepose application")
         done = serve_tools.wait_job(cpu, serve_tools.submit(cpu, video)["job_id"])
         assert done["state"] == "succeeded", done
         served = cpu.get(f"/v1/jobs/{done['job_id']}/result").json()
@@ -115,7 +118,7 @@ def test_the_viewer_and_the_overlay_mp4_through_serve(serve_tools, cluster, brow
     video; the Aggregation deployment rendered the overlay MP4."""
     video = clip(CARPHONE)
     with httpx.Client(base_url=cluster.url("/cpu"), timeout=120) as cpu:
-        serve_tools.wait_until(lambda: serve_tools.is_ready(cpu), 120, 1, "the blazepose application")
+        serve_tools.wait_until(lambda: serve_tools.is_ready(cpu), 120, 0.25, "the blazepose application")
         done = serve_tools.wait_job(cpu, serve_tools.submit(cpu, video, end_s=2, formats="json,mp4")["job_id"])
         assert done["state"] == "succeeded" and set(done["results"]) == {"json", "mp4"}, done
         result = TrackingResult.from_dict(cpu.get(f"/v1/jobs/{done['job_id']}/result").json())
@@ -155,7 +158,7 @@ def _private_bytes(process: psutil.Process) -> int:
         return next(int(line.split()[1]) * 1024 for line in status if line.startswith("RssAnon:"))
 
 
-def test_large_upload_in_parts_stays_in_bounded_memory(serve_tools, http, cluster):
+def test_large_upload_in_parts_stays_in_bounded_memory(serve_tools, http, cluster, store):
     """300 MiB in parts of limits.max_part_bytes (16 MiB by default): neither the proxy nor the
     ingress holds more than a couple of parts. (A body sent in one request is held whole by
     both, measured +300 MiB for 300 MiB: docs/api.md.)"""
@@ -187,7 +190,7 @@ def test_large_upload_in_parts_stays_in_bounded_memory(serve_tools, http, cluste
     assert max(grown.values()) < 64, f"grew by (MiB): {grown}"
     _assert_error(http.post("/v1/jobs", params={"upload": upload["id"]}), 415, "not_a_media_file")
     _assert_error(http.get(f"/v1/uploads/{upload['id']}"), 404, "upload_not_found")
-    assert serve_tools.spool_files(cluster.stores["pose"]) == serve_tools.part_files(cluster.stores["pose"]) == []
+    assert serve_tools.spool_files(store) == serve_tools.part_files(store) == []
 
 
 def test_cli_submit_waits_and_writes_the_result(serve_tools, cluster, video, tmp_path):
@@ -236,15 +239,14 @@ def test_a_part_cut_by_the_client_is_dropped_and_the_upload_resumes(serve_tools,
     assert len(tracked.json()["frames"]) == 20
 
 
-def test_a_decode_replica_decodes_no_more_chunks_at_once_than_its_cpus(serve_tools, http, cluster, video):
+def test_a_decode_replica_decodes_no_more_chunks_at_once_than_its_cpus(serve_tools, http, store, video):
     # A replica takes no more CPU than it reserves (less than one here: one decode at a time).
     # It gets four whole-video chunks at once: decoded one at a time, the decodes' own
     # durations add up to no more than the wall time of all four (before: 3x as much).
     decoding = DecodeOptions(chunk_bytes=2**30)
     decode = serve.get_deployment_handle("Decode", "pose").decode
     with ExitStack() as stack:
-        tasks = [stack.enter_context(serve_tools.first_chunk_task(cluster.stores["pose"], video, decoding,
-                                                                  f"at-once-{i}.mp4"))
+        tasks = [stack.enter_context(serve_tools.first_chunk_task(store, video, decoding, f"at-once-{i}.mp4"))
                  for i in range(4)]
         started = time.perf_counter()
         replies = [decode.remote(task) for task in tasks]

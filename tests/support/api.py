@@ -53,7 +53,7 @@ def wait_job(client: httpx.Client, job_id: str, timeout_s: float = 120.0) -> dic
             return None
         body = response.json()
         return body if body.get("state") in ("succeeded", "failed", "cancelled") else None
-    return wait_until(ended, timeout_s, 0.3, f"job {job_id} to end")
+    return wait_until(ended, timeout_s, 0.1, f"job {job_id} to end")
 
 
 def submit(client: httpx.Client, video: Path, name: str | None = None, **params: Any) -> dict[str, Any]:

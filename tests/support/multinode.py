@@ -30,7 +30,7 @@ from typing import Any
 
 import psutil
 
-from .serve import CLUSTER_ENV, free_port
+from .serve import CLUSTER_ENV, QUICK_STOP, free_port
 
 #: Node failure is noticed by the GCS's health checks of each raylet: every second, dead after
 #: 3 missed (the default, 5 missed checks 3 s apart, takes 15 s). Inherited by every process.
@@ -125,8 +125,8 @@ class MultiNodeCluster:
                                 "ray_actor_options": {"num_cpus": 0.05, "num_gpus": 0.5, "resources": {"tracker": 1}}}}
         for name, extra in (deployments or {}).items():
             options[name] = {**options.get(name, {}), **extra}
-        for name in options:
-            options[name].setdefault("logging_config", {"encoding": "JSON"})
+        options = {name: {"logging_config": {"encoding": "JSON"}, **QUICK_STOP, **value}
+                   for name, value in options.items()}
         serve.start(http_options={"host": "127.0.0.1", "port": self.http_port}, proxy_location="HeadOnly")
         serve.run(compose({"settings": {"engine": {"name": "motion"}, **settings}}, options), name="pose",
                   route_prefix="/", blocking=False)

@@ -1,9 +1,13 @@
 """Starting the real service on a local Ray cluster for tests and finding its processes (the
-``serve_tools`` and ``serve_cluster`` fixtures); with the HTTP helpers of ``support.api``.
+``serve_tools``, ``ray_clusters`` and ``shared_cluster`` fixtures); with the HTTP helpers of
+``support.api``.
 
-One cluster per test module (starting one takes about 10 s on two cores): the module's
-fixture starts it with ``serve_cluster``, which stops it after the module. Ports are picked
-free, so that test modules and benchmarks on the same machine do not collide.
+A pytest process connects to one Ray cluster at a time (``Clusters``). The modules that deploy
+their applications on one plain node share one cluster, each under its own application names,
+deleted after the module: starting and stopping a cluster costs 10-15 s on two cores. A module
+that needs a cluster of its own (other Ray settings, several nodes, a ``pose-pipeline serve``)
+stops the shared one first. Ports are picked free, so that test modules and benchmarks on the
+same machine do not collide.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ from pose_pipeline.video import DecodeCursor, DecodeOptions, probe
 
 from .api import is_ready, offline_result, part_files, spool_files, submit, wait_job, wait_until
 
-__all__ = ["ServeCluster", "first_chunk_task", "free_port", "is_ready", "job_store", "offline_result", "part_files",
-           "replica_processes", "spool_files", "submit", "wait_job", "wait_until"]
+__all__ = ["CHECKED", "Clusters", "ServeCluster", "first_chunk_task", "free_port", "is_ready", "job_store",
+           "offline_result", "part_files", "replica_processes", "spool_files", "submit", "wait_job", "wait_until"]
 
 #: Ray 2.60 asks local clusters for a token: the tests' clusters are local (docs/operations.md).
 #: Ray starts its workers at niceness 15; the suite's other worker (pytest -n 2, no cluster) runs
@@ -39,8 +43,16 @@ __all__ = ["ServeCluster", "first_chunk_task", "free_port", "is_ready", "job_sto
 CLUSTER_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_worker_niceness": "0"}
 
 # Small CPU shares so that every replica of every app fits on a 2-core machine; JSON logs
-# as in serve_config.yaml, so that job ids are fields of each line.
-SMALL = {"ray_actor_options": {"num_cpus": 0.05}, "logging_config": {"encoding": "JSON"}}
+# as in serve_config.yaml, so that job ids are fields of each line. A replica stopped (an app
+# deleted, a cluster shut down, an unhealthy replica replaced) waits 2 s, then its requests'
+# end for up to 20 s, by Serve's defaults: here 0.1 s and 2 s (the tests' requests have ended
+# or are meant to be cut).
+QUICK_STOP = {"graceful_shutdown_wait_loop_s": 0.1, "graceful_shutdown_timeout_s": 2}
+SMALL = {"ray_actor_options": {"num_cpus": 0.05}, "logging_config": {"encoding": "JSON"}, **QUICK_STOP}
+
+#: Serve finds a dead replica by its failed health check, every 10 s by default: every 1 s with
+#: these options, for the tests that kill replicas and wait for their replacement, not its finding.
+CHECKED = {"health_check_period_s": 1, "health_check_timeout_s": 5}
 
 
 def free_port() -> int:
@@ -55,6 +67,7 @@ class ServeCluster:
         self.metrics_port = free_port()
         self.num_gpus = num_gpus
         self.env = {**CLUSTER_ENV, **(env or {})}
+        self.apps: list[str] = []  # deployed, in order
 
     def start(self) -> ServeCluster:
         self._saved_env = {key: os.environ.get(key) for key in self.env}
@@ -75,7 +88,14 @@ class ServeCluster:
                    for d in ("Ingress", "Decode", "Tracking", "Aggregation")}
         serve.run(compose({"settings": settings}, options), name=name, route_prefix=route_prefix,
                   blocking=False)
+        self.apps.append(name)
         return self.url(route_prefix)
+
+    def delete(self, names: list[str]) -> None:
+        """Delete these applications; returns once their replicas are gone."""
+        for name in names:
+            serve.delete(name)
+            self.apps.remove(name)
 
     def url(self, route_prefix: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{route_prefix.rstrip('/')}"
@@ -90,6 +110,29 @@ class ServeCluster:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+class Clusters:
+    """This process's Ray clusters, one at a time: ``shared()`` starts or returns the cluster
+    that the modules deploying on one plain node use in turn; ``own(...)`` stops it and gives a
+    cluster of the module's own (not started); ``close()`` stops the shared one."""
+
+    def __init__(self) -> None:
+        self._shared: ServeCluster | None = None
+
+    def shared(self) -> ServeCluster:
+        if self._shared is None:
+            self._shared = ServeCluster(num_gpus=1).start()
+        return self._shared
+
+    def own(self, num_gpus: float = 1, env: dict[str, str] | None = None) -> ServeCluster:
+        self.close()
+        return ServeCluster(num_gpus=num_gpus, env=env)
+
+    def close(self) -> None:
+        if self._shared is not None:
+            shared, self._shared = self._shared, None
+            shared.stop()
 
 
 def replica_processes(app: str, deployment: str) -> list[psutil.Process]:
