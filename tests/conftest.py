@@ -143,9 +143,8 @@ def shared_cluster(ray_clusters: Any) -> Iterator[Any]:
     (``support.serve.ServeCluster``): the applications the module deploys on it are deleted
     after the module, so each module names its own and may route at ``/``."""
     cluster = ray_clusters.shared()
-    before = list(cluster.apps)
     yield cluster
-    cluster.delete([name for name in cluster.apps if name not in before])
+    cluster.delete(list(cluster.apps))
 
 
 @pytest.fixture(scope="session")
