@@ -1,5 +1,5 @@
 """The engine's CUDA code on a real GPU: memory cap, adaptive batching on real out-of-memory
-errors, device selection, autocast. Real allocations, no mocks; skipped without CUDA (CI).
+errors, device selection, the stage meter. Real allocations, no mocks; skipped without CUDA (CI).
 
 Run on a GPU machine: ``python -m pytest -m gpu tests/test_gpu.py``. The memory cap is
 process-wide, so every test restores it (``device`` fixture) and measures against what the
@@ -8,13 +8,11 @@ process holds at its start, not against absolute numbers.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 
 from pose_pipeline.engines.batching import BatchStats, free_cuda_cache, run_adaptive
-from pose_pipeline.engines.gpu import cap_memory, select_device
+from pose_pipeline.engines.gpu import StageMeter, cap_memory, select_device
 from pose_pipeline.errors import GpuOutOfMemory, InvalidOption
 
 pytestmark = [
@@ -171,52 +169,30 @@ def test_select_device_is_the_current_cuda_device():
             select_device(physical_index)
 
 
-# --- autocast (HMR2 forward with a tiny stand-in network) ------------------------------------
+def test_stage_meter_keeps_each_stage_s_peak_memory(device):
+    meter = StageMeter(device, peak_memory=True)
+    base = torch.cuda.memory_allocated(device)
+    with meter("big"):
+        block = torch.empty(256 * MIB, dtype=torch.uint8, device=device)
+        del block
+    with meter("small"):
+        block = torch.empty(16 * MIB, dtype=torch.uint8, device=device)
+        del block
+    with meter("big"):  # a later, smaller peak of the same stage does not lower it
+        pass
+    assert meter.peak_bytes["big"] - base >= 256 * MIB
+    assert 16 * MIB <= meter.peak_bytes["small"] - base < 256 * MIB
+    assert set(meter.seconds) == {"big", "small"}
 
 
-class TinyHmr2(torch.nn.Module):
-    """What ``hmr2_forward`` uses of HMR2: backbone, smpl_head, smpl and cfg. Its "SMPL"
-    multiplies by fp32 buffers as the real one does, so it fails on bf16/fp16 inputs."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 16, stride=16), torch.nn.Flatten(),
-                                            torch.nn.Linear(16 * 16 * 12, 64))  # 256x192 -> 16x12 patches
-        self.head = torch.nn.Linear(64, 9 + 23 * 9 + 10 + 3)
-        with torch.no_grad():  # camera scale near 1, so the depth 2f/(256 s) is well conditioned
-            self.head.weight.mul_(0.1)
-            self.head.bias[226] = 1.0
-        self.register_buffer("blend", torch.randn(9 + 23 * 9 + 10, 30))
-        self.cfg = SimpleNamespace(EXTRA=SimpleNamespace(FOCAL_LENGTH=5000.0), MODEL=SimpleNamespace(IMAGE_SIZE=256))
-        self.feature_dtypes: list[torch.dtype] = []
-
-    def smpl_head(self, features):
-        self.feature_dtypes.append(features.dtype)
-        out = self.head(features)
-        params = {"global_orient": out[:, :9], "body_pose": out[:, 9:216], "betas": out[:, 216:226]}
-        return params, out[:, 226:], None
-
-    def smpl(self, global_orient, body_pose, betas, pose2rot):
-        assert not pose2rot
-        flat = torch.cat([global_orient.flatten(1), body_pose.flatten(1), betas], 1)
-        return SimpleNamespace(vertices=(flat @ self.blend).view(-1, 10, 3))
-
-
-@pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_hmr2_forward_autocasts_the_network_and_keeps_smpl_in_fp32(device, precision):
-    from pose_pipeline.engines.phalp.model import autocast_dtype, texture_sampler_class
-
-    # Only hmr2_forward is called: the class's upstream base is never constructed.
-    sampler_class = texture_sampler_class(SimpleNamespace(HMR2018Predictor=torch.nn.Module))
-    torch.manual_seed(0)
-    hmr2 = TinyHmr2().to(device).eval()
-    image = torch.randn(5, 3, 256, 256, device=device)
-    with torch.no_grad():
-        full = sampler_class.hmr2_forward(SimpleNamespace(model=hmr2, autocast_dtype=None), image)
-        low = sampler_class.hmr2_forward(SimpleNamespace(model=hmr2, autocast_dtype=autocast_dtype(precision)),
-                                         image)
-    assert hmr2.feature_dtypes == [torch.float32, autocast_dtype(precision)]  # autocast really applied
-    for name in ("pred_cam", "pred_cam_t", "pred_vertices"):
-        assert low[name].dtype == torch.float32
-        torch.testing.assert_close(low[name], full[name], rtol=0.05, atol=0.05)
-    assert all(v.dtype == torch.float32 for v in low["pred_smpl_params"].values())
+def test_stage_meter_leaves_the_peak_counter_alone_by_default(device):
+    """The Tracking replica reads torch's peak for its whole chunk: the engine's meter must
+    not reset it between stages."""
+    torch.cuda.reset_peak_memory_stats(device)
+    block = torch.empty(128 * MIB, dtype=torch.uint8, device=device)
+    del block
+    peak = torch.cuda.max_memory_allocated(device)
+    meter = StageMeter(device)
+    with meter("later"):
+        pass
+    assert torch.cuda.max_memory_allocated(device) == peak and not meter.peak_bytes

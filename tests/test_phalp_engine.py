@@ -18,7 +18,7 @@ import torch
 from pose_pipeline.engines import EngineRegistry
 from pose_pipeline.engines.phalp import PhalpOptions, WeightPaths
 from pose_pipeline.engines.batching import BatchStats, run_adaptive
-from pose_pipeline.engines.gpu import memory_fraction, select_device
+from pose_pipeline.engines.gpu import StageMeter, memory_fraction, select_device
 from pose_pipeline.engines.phalp.state import StateError, dump_state, load_state
 from pose_pipeline.engines.phalp.tracking import read_tracks
 from pose_pipeline.engines.phalp.upstream import RENDER_MODULES, install_render_stubs
@@ -35,7 +35,8 @@ def test_defaults_follow_upstream_and_expose_thresholds():
     assert (o.n_init, o.max_age, o.predict, o.precision) == (5, 50, "TPL", "fp32")
 
 
-@pytest.mark.parametrize("options", [{"detector": "yolo"}, {"precision": "int8"}, {"max_batch": 0},
+@pytest.mark.parametrize("options", [{"detector": "yolo"}, {"precision": "int8"}, {"detector_precision": "fp64"},
+                                     {"max_batch": 0},
                                      {"detection_threshold": 1.5}, {"n_init": 9, "track_history": 7},
                                      {"predict": "XYZ"}])
 def test_bad_options_are_refused(options):
@@ -153,6 +154,17 @@ def test_fails_with_gpu_out_of_memory_only_at_batch_one():
     assert calls == [3, 2, 1]  # 3 items: the first slice is all of them
     assert len(freed) == 3  # memory released before raising, too
     assert info.value.code == "gpu_out_of_memory" and info.value.details["batch_size"] == 1
+
+
+def test_stage_meter_adds_up_each_stage_s_time():
+    meter = StageMeter(torch.device("cpu"), peak_memory=True)  # no CUDA: time only
+    for _ in range(2):
+        with meter("detect"):
+            pass
+    with pytest.raises(ValueError), meter("hmr2"):  # a failed block counts too
+        raise ValueError
+    assert set(meter.seconds) == {"detect", "hmr2"} and all(s >= 0 for s in meter.seconds.values())
+    assert not meter.peak_bytes
 
 
 def test_no_items_no_calls():

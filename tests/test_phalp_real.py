@@ -524,3 +524,25 @@ def test_job_through_the_serve_application_equals_the_cli(cache, video, tmp_path
     finally:
         cluster.stop()
     assert_same_frames(npz_people(read_npz(served)), cli_frames, frames=len(cli_frames))
+
+
+def test_gpu_benchmark_script_runs_on_the_cpu_and_checks_equality(cache, tmp_path):
+    """bench/device/run, the GPU benchmark's one command, in its CPU form (the same
+    measurement, tiny inputs: 6 frames, the light detector), so that it cannot rot: both sides
+    run, every stage is timed, and its own equality check finds our fp32 engine equal to
+    upstream's track.py within this module's tolerances; HMR2 in bf16 finds the same people."""
+    env = {**os.environ, "BENCH_DEVICE": "cpu", "PYTHON": sys.executable, "OUT": str(tmp_path)}
+    run = subprocess.run(["bash", str(FIXTURES.parent.parent / "bench/device/run"), "--home", str(cache.home)],
+                         env=env, capture_output=True, text=True, timeout=1500, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
+    report = json.loads((tmp_path / "phalp_vs_upstream.json").read_text())
+    assert report["frames"] == 6 and set(report["ours"]) == {"fp32", "hmr2-bf16"}
+    for side in (report["upstream"], *report["ours"].values()):
+        assert side["fps"] > 0
+        assert {"detect", "hmr2", "associate", "rest", "startup", "track"} <= set(side["seconds"])
+    equal = report["comparison"]["fp32 vs upstream"]
+    assert equal["frames_with_other_ids"] == [] and equal["person_frames_compared"] >= 3
+    for name, deviation in equal["max_abs_deviation"].items():
+        assert deviation <= TOLERANCE[name], name
+    low = report["comparison"]["hmr2-bf16 vs fp32"]
+    assert low["detections_found"] == 1.0  # the detector stayed fp32: the same people

@@ -1,5 +1,6 @@
-"""serve_config.yaml (production) and serve_config.cpu.yaml (embedded default) are valid Serve
-configs whose application builds, and they describe the same application."""
+"""serve_config.yaml (production), serve_config.cpu.yaml (embedded default) and
+serve_config.8gb.yaml (one 8 GB GPU) are valid Serve configs whose application builds, and
+they describe the same application."""
 
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from deployments.cli import ServeConfig
 from pose_pipeline.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ["serve_config.yaml", "serve_config.cpu.yaml"]
+CONFIGS = ["serve_config.yaml", "serve_config.cpu.yaml", "serve_config.8gb.yaml"]
 DEPLOYMENTS = {"Ingress", "Decode", "Tracking", "Aggregation"}
 
 
@@ -88,3 +89,14 @@ def test_the_service_reads_the_settings_file_of_config_and_of_the_variable(tmp_p
     monkeypatch.setenv("POSE_PIPELINE_CONFIG", str(settings_file))  # the variable alone: the same
     monkeypatch.delenv("POSE_PIPELINE_JOBS__MAX_RUNNING")
     assert compose({})._bound_deployment.init_args[0].jobs.max_running == 3
+
+
+def test_8gb_config_gives_one_replica_the_whole_card_and_bf16_backbones():
+    config = _load("serve_config.8gb.yaml")
+    tracking = {d["name"]: d for d in config["applications"][0]["deployments"]}["Tracking"]
+    assert tracking["num_replicas"] == 1 and tracking["ray_actor_options"]["num_gpus"] == 1
+    options = config["applications"][0]["args"]["settings"]["engine"]["options"]
+    from pose_pipeline.engines.phalp.options import PhalpOptions
+
+    assert PhalpOptions.from_mapping(options).precision == "bf16"
+    assert "cuda_memory_fraction" not in options  # a whole GPU: no cap

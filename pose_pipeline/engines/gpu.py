@@ -11,7 +11,10 @@ error inside this process instead of in the neighbour.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -78,3 +81,35 @@ def cap_memory(device: torch.device, explicit_fraction: float | None = None) -> 
     torch.cuda.set_per_process_memory_fraction(fraction, device)
     log.info("CUDA memory of %s capped to %.0f%%", device, 100 * fraction)
     return fraction
+
+
+class StageMeter:
+    """Seconds, and optionally peak CUDA memory, per named stage, accumulated over many calls.
+
+    ``with meter("detect"): ...`` adds the block's wall time to ``seconds["detect"]``; on a
+    CUDA device the block ends with a synchronisation, so that its time covers its kernels.
+    With ``peak_memory`` (benchmarks), ``peak_bytes["detect"]`` keeps the most memory torch's
+    allocator held during any such block, weights included. It is off by default because it
+    resets torch's peak counter, which the Tracking replica reads for its whole chunk.
+    """
+
+    def __init__(self, device: torch.device, peak_memory: bool = False) -> None:
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.peak_memory = peak_memory and self.cuda
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.peak_bytes: dict[str, int] = defaultdict(int)
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        if self.peak_memory:
+            torch.cuda.reset_peak_memory_stats(self.device)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.cuda:
+                torch.cuda.synchronize(self.device)
+            if self.peak_memory:
+                self.peak_bytes[stage] = max(self.peak_bytes[stage], torch.cuda.max_memory_allocated(self.device))
+            self.seconds[stage] += time.perf_counter() - started

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.abc
 import importlib.util
 import sys
+from pathlib import Path
 
 import torch
 
@@ -157,3 +158,16 @@ def install() -> None:
     """Make ``import neural_renderer`` find the stand-ins instead of the compiled modules."""
     if not any(isinstance(finder, _StandInFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _StandInFinder())
+
+
+def compiled_available() -> bool:
+    """Whether neural_renderer is installed with its compiled rasterizer (a CUDA build)."""
+    spec = importlib.util.find_spec("neural_renderer")  # finds the package without importing it
+    return any(next(Path(folder, "cuda").glob("rasterize*.so"), None) is not None
+               for folder in (spec.submodule_search_locations or []) if spec is not None)
+
+
+def install_unless_compiled() -> None:
+    """The stand-in where the compiled rasterizer is absent (CPU builds); else nothing."""
+    if not compiled_available():
+        install()

@@ -17,7 +17,8 @@ Choices, and why:
   option: read-outs at gain 0.01), so that random bodies stay near the mean pose, in front
   of the camera.
 - The pose predictor's transformer is small (its size is configuration).
-- The person detector is the light one (RegNetY-4GF Mask R-CNN, upstream's ``maskrcnn``).
+- The person detector is the light one (RegNetY-4GF Mask R-CNN, upstream's ``maskrcnn``);
+  ``write_vitdet`` adds upstream's default, ViTDet-H (about 2.5 GB, for the GPU benchmark).
   A random Mask R-CNN gives 100 indistinguishable boxes per frame; three changes to its
   random weights make it behave like a detector of the scene's figures: box regression
   zeroed (boxes are the region proposals), the person logit scaled up (scores then differ
@@ -42,6 +43,7 @@ REGNETY_CONFIG = "new_baselines/mask_rcnn_regnety_4gf_dds_FPN_400ep_LSJ.py"
 X101_CONFIG = "COCO-InstanceSegmentation/mask_rcnn_X_101_32x8d_FPN_3x.yaml"
 DETECTRON2_URL = "https://dl.fbaipublicfiles.com/"
 REGNETY_PATH = "detectron2/new_baselines/mask_rcnn_regnety_4gf_dds_FPN_400ep_LSJ/42045954/model_final_ef3a80.pkl"
+VITDET_PATH = "detectron2/ViTDet/COCO/cascade_mask_rcnn_vitdet_h/f328730692/model_final_f05665.pkl"
 HMR2_RUN = "4DHumans/logs/train/multiruns/hmr2/0"
 HMR2_CHECKPOINT = HMR2_RUN + "/checkpoints/epoch=35-step=1000000.ckpt"
 #: The detector's person logit: scale of its random weights, and bias (see the docstring).
@@ -262,6 +264,71 @@ def _write_detectors(detector_cache: Path, seed: int) -> None:
     torch.manual_seed(seed + 1)
     url = model_zoo.get_checkpoint_url(X101_CONFIG)
     _detectron2_pickle(detector_cache / url[len(DETECTRON2_URL):], build_model(x101))
+
+
+def _people_per_frame(model, frames: np.ndarray, threshold: float, min_size: tuple[float, float]) -> float:
+    """Mean count of the people our detector keeps in ``frames`` (RGB), preprocessed as upstream
+    and ``PersonDetector`` do for ViTDet (shortest edge 1024, at most 1024)."""
+    import detectron2.data.transforms as T
+    import torch
+
+    from pose_pipeline.engines.phalp.detector import keep_people
+
+    resize = T.ResizeShortestEdge(1024, 1024)
+    counts = []
+    with torch.inference_mode():
+        for frame in frames:
+            image = resize.get_transform(frame).apply_image(frame)
+            tensor = torch.as_tensor(image.transpose(2, 0, 1).astype("float32"))
+            found = model([{"image": tensor, "height": frame.shape[0], "width": frame.shape[1]}])[0]["instances"]
+            keep, _ = keep_people(found.pred_boxes.tensor.float().cpu().numpy(), found.scores.float().cpu().numpy(),
+                                  found.pred_classes.cpu().numpy(), threshold, *min_size)
+            counts.append(len(keep))
+    return float(np.mean(counts))
+
+
+def write_vitdet(home: Path, frames: np.ndarray, people: float, threshold: float = 0.8,
+                 min_size: tuple[float, float] = (50.0, 100.0), device: str = "cpu",
+                 seed: int = DETECTOR_SEED) -> float:
+    """Random ViTDet-H (upstream's detector, its own config) that keeps about ``people`` per frame
+    of ``frames`` (RGB) at this threshold and minimum size; returns the mean it keeps.
+
+    As for the Mask R-CNN, each of the three cascade stages predicts no box offset (boxes are
+    the proposals) and its person logit is scaled; the person bias, shared by the stages, is
+    then bisected on ``frames`` until the count is reached, so that the benchmark's HMR2 has
+    a realistic number of people to measure.
+    """
+    import phalp
+    import torch
+    from detectron2.config import LazyConfig, instantiate
+
+    cfg = LazyConfig.load(str(Path(phalp.__file__).parent / "configs" / "cascade_mask_rcnn_vitdet_h_75ep.py"))
+    for predictor in cfg.model.roi_heads.box_predictors:
+        predictor.test_score_thresh = min(0.5, threshold)  # as upstream and PersonDetector
+    torch.manual_seed(seed)
+    with torch.device(device):  # ViT-H's random initialisation is much faster on a GPU
+        model = instantiate(cfg.model)
+    model.eval()
+    predictors = list(model.roi_heads.box_predictor)
+    with torch.no_grad():
+        for predictor in predictors:
+            predictor.bbox_pred.weight.zero_()
+            predictor.bbox_pred.bias.zero_()
+            predictor.cls_score.weight[0] *= PERSON_LOGIT_SCALE
+
+    def count(bias: float) -> float:
+        with torch.no_grad():
+            for predictor in predictors:
+                predictor.cls_score.bias[0] = bias
+        return _people_per_frame(model, frames, threshold, min_size)
+
+    low, high = -2.0e4, 2.0e4  # person logits are of the order of the scale (thousands)
+    for _ in range(20):
+        middle = (low + high) / 2
+        low, high = (middle, high) if count(middle) < people else (low, middle)
+    kept = count(high)
+    _detectron2_pickle(home / ".torch" / "iopath_cache" / VITDET_PATH, model)
+    return kept
 
 
 def write_cache(home: Path, seed: int = 0) -> UpstreamCache:

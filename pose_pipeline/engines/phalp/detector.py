@@ -9,7 +9,6 @@ box size (upstream drops people under 50x100 px without saying so).
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from ..batching import BatchStats, run_adaptive
+from .precision import lower_precision
 
 # detectron2 model-zoo config of the lighter detector (upstream's phalp.detector='maskrcnn').
 MASKRCNN_CONFIG = "new_baselines/mask_rcnn_regnety_4gf_dds_FPN_400ep_LSJ.py"
@@ -61,7 +61,7 @@ def keep_people(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, thre
 
 class PersonDetector:
     def __init__(self, kind: str, weights: Path, device: torch.device, threshold: float,
-                 min_width: float, min_height: float, max_batch: int, autocast_dtype: torch.dtype | None) -> None:
+                 min_width: float, min_height: float, max_batch: int, precision: str = "fp32") -> None:
         from detectron2.checkpoint import DetectionCheckpointer
         from detectron2.config import LazyConfig, instantiate
 
@@ -77,6 +77,7 @@ class PersonDetector:
             cfg.model.roi_heads.box_predictor.test_nms_thresh = UPSTREAM_NMS
         self.model = instantiate(cfg.model)
         DetectionCheckpointer(self.model).load(str(weights))  # a local .pkl: never a URL
+        lower_precision(self.model, "backbone", precision)
         self.model.eval().to(device)
         import detectron2.data.transforms as T
 
@@ -88,7 +89,6 @@ class PersonDetector:
         self.device = device
         self.threshold, self.min_width, self.min_height = threshold, min_width, min_height
         self.max_batch = max_batch
-        self.autocast_dtype = autocast_dtype
 
     def _input(self, frame_rgb: np.ndarray) -> dict:
         import detectron2.data.transforms as T
@@ -102,9 +102,7 @@ class PersonDetector:
 
     def _forward(self, frames: np.ndarray, batch: slice) -> list[FrameDetections]:
         inputs = [self._input(frame) for frame in frames[batch]]
-        autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
-                    if self.autocast_dtype is not None else nullcontext())
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode():
             outputs = self.model(inputs)
         result = []
         for output in outputs:

@@ -12,8 +12,6 @@ Upstream is imported in ``PhalpEngine.__init__`` only, so this module imports wi
 from __future__ import annotations
 
 import logging
-import time
-from collections import defaultdict
 from dataclasses import asdict
 from importlib import metadata
 from typing import Any
@@ -45,7 +43,7 @@ def _version(package: str) -> str:
 class PhalpEngine(Engine):
     def __init__(self, **options: Any) -> None:
         from .detector import PersonDetector
-        from .model import autocast_dtype, build_model
+        from .model import build_model
         from .upstream import import_neural_renderer, import_upstream
 
         self.options = PhalpOptions.from_mapping(options)
@@ -60,12 +58,13 @@ class PhalpEngine(Engine):
         self.detector = PersonDetector(
             self.options.detector, self.paths.detector_weights, self.device, self.options.detection_threshold,
             self.options.min_box_width, self.options.min_box_height, self.options.detector_batch,
-            autocast_dtype(self.options.precision))
+            self.options.detector_precision or self.options.precision)
         self.last_batch_stats: dict[str, BatchStats] = {}
         # HMR2's own SMPL layer: the one its pred_vertices come from (PHALP's loads the same file).
         smpl = self.model.HMAR.model.smpl
-        self._body_model = smpl_body_model(*(getattr(smpl, name).detach().cpu().numpy()
-                                             for name in ("J_regressor", "v_template", "shapedirs")), smpl.faces)
+        self._body_model = smpl_body_model(smpl.J_regressor.detach().cpu().numpy(),
+                                           smpl.v_template.detach().cpu().numpy(),
+                                           smpl.shapedirs.detach().cpu().numpy(), smpl.faces)
 
     @property
     def info(self) -> EngineInfo:
@@ -84,10 +83,10 @@ class PhalpEngine(Engine):
     def body_model(self) -> BodyModel:
         return self._body_model
 
-    def open(self, video: VideoSpec) -> "PhalpSession":
+    def open(self, video: VideoSpec) -> PhalpSession:
         return PhalpSession(self, video, self._new_tracker(), next_frame=0)
 
-    def restore(self, state: bytes) -> "PhalpSession":
+    def restore(self, state: bytes) -> PhalpSession:
         tracker, session = load_state(state, self.model)
         if session["options"] != self._tracking_options():
             raise InvalidOption("the saved tracker state was made with other tracking options; "
@@ -102,12 +101,12 @@ class PhalpEngine(Engine):
                 raise EngineUnavailable(f"the CUDA device failed: {exc}", engine="phalp") from None
 
     def close(self) -> None:
-        self.model = self.detector = None
+        del self.model, self.detector  # the engine is not used after close
         free_cuda_cache()
 
     # --- helpers used by sessions
 
-    def _new_tracker(self):
+    def _new_tracker(self) -> Any:
         cfg = self.model.cfg.phalp
         metric = self.up.nn_matching.NearestNeighborDistanceMetric(self.model.cfg, cfg.hungarian_th, cfg.past_lookback)
         return self.up.Tracker(self.model.cfg, metric, max_age=cfg.max_age_track, n_init=cfg.n_init,
@@ -120,13 +119,13 @@ class PhalpEngine(Engine):
 
 
 class PhalpSession(Session):
-    def __init__(self, engine: PhalpEngine, video: VideoSpec, tracker, next_frame: int) -> None:
+    def __init__(self, engine: PhalpEngine, video: VideoSpec, tracker: Any, next_frame: int) -> None:
         self.engine, self.video, self.tracker, self.next_frame = engine, video, tracker, next_frame
         #: Batch limits per model, lowered for the rest of the job where CUDA ran out of memory
         #: (each chunk would otherwise fail its way down from the configured size again).
         self.batch_limits = {"detector": engine.options.detector_batch, "hmr2": engine.options.max_batch}
-        #: Seconds spent per stage over the session (detect, hmr2, associate), for benchmarks.
-        self.stage_seconds: dict[str, float] = defaultdict(float)
+        #: Seconds and peak CUDA memory per stage over the session (detect, hmr2, associate).
+        self.stages = gpu.StageMeter(engine.device)
 
     def process(self, chunk: FrameChunk) -> ChunkOutput:
         if chunk.first_frame != self.next_frame:
@@ -164,20 +163,19 @@ class PhalpSession(Session):
         """Upstream ``Detection`` objects per frame; GPU work batched across the chunk."""
         engine = self.engine
         stats = engine.last_batch_stats = {"detector": BatchStats(), "hmr2": BatchStats()}
-        started = time.perf_counter()
-        found = engine.detector(chunk.frames, stats["detector"], self.batch_limits["detector"])
-        self.stage_seconds["detect"] += time.perf_counter() - started
-        started = time.perf_counter()
-        frames_bgr = [np.ascontiguousarray(frame[:, :, ::-1]) for frame in chunk.frames]  # upstream is cv2/BGR
-        items = [(i, found[i].boxes[j], found[i].masks[j]) for i in range(len(found)) for j in range(len(found[i]))]
-        from .model import PersonFeatures
+        with self.stages("detect"):
+            found = engine.detector(chunk.frames, stats["detector"], self.batch_limits["detector"])
+        with self.stages("hmr2"):
+            frames_bgr = [np.ascontiguousarray(frame[:, :, ::-1]) for frame in chunk.frames]  # upstream is cv2/BGR
+            items = [(i, found[i].boxes[j], found[i].masks[j])
+                     for i in range(len(found)) for j in range(len(found[i]))]
+            from .model import PersonFeatures
 
-        features = PersonFeatures(engine.up, engine.model, self.video.frame_height, self.video.frame_width,
-                                  vertices=self.video.vertices)
-        per_item = run_adaptive(lambda s: features(frames_bgr, items, s), len(items), self.batch_limits["hmr2"],
-                                stats["hmr2"])
+            features = PersonFeatures(engine.up, engine.model, self.video.frame_height, self.video.frame_width,
+                                      vertices=self.video.vertices)
+            per_item = run_adaptive(lambda s: features(frames_bgr, items, s), len(items), self.batch_limits["hmr2"],
+                                    stats["hmr2"])
         self.batch_limits = {model: model_stats.limit for model, model_stats in stats.items()}
-        self.stage_seconds["hmr2"] += time.perf_counter() - started
         per_frame: list[list] = [[] for _ in range(len(chunk))]
         extra = [(int(frame.upstream_index[j]), float(frame.scores[j])) for frame in found for j in range(len(frame))]
         for (position, box, _), data, (upstream_index, score) in zip(items, per_item, extra):
@@ -195,21 +193,20 @@ class PhalpSession(Session):
 
     def _associate(self, chunk: FrameChunk, detections: list[list]) -> ChunkOutput:
         options = self.engine.options
-        started = time.perf_counter()
         people: list[list[Person]] = [[] for _ in range(len(chunk))]
         corrections: list[tuple[int, Person]] = []
-        for position, frame_detections in enumerate(detections):
-            t = chunk.first_frame + position
-            report = track_frame(self.tracker, frame_detections, t, options.n_init, options.include_undetected)
-            for track_id, record, detected in report.people:
-                people[position].append(record_to_person(record, track_id, detected))
-            for past, track_id, record in report.backfill:
-                person = record_to_person(record, track_id, True)
-                if past >= chunk.first_frame:
-                    people[past - chunk.first_frame].append(person)
-                else:
-                    corrections.append((past, person))
-        self.stage_seconds["associate"] += time.perf_counter() - started
+        with self.stages("associate"):
+            for position, frame_detections in enumerate(detections):
+                t = chunk.first_frame + position
+                report = track_frame(self.tracker, frame_detections, t, options.n_init, options.include_undetected)
+                for track_id, record, detected in report.people:
+                    people[position].append(record_to_person(record, track_id, detected))
+                for past, track_id, record in report.backfill:
+                    person = record_to_person(record, track_id, True)
+                    if past >= chunk.first_frame:
+                        people[past - chunk.first_frame].append(person)
+                    else:
+                        corrections.append((past, person))
         frames = tuple(
             Frame(index=chunk.first_frame + i, source_index=int(chunk.source_indices[i]),
                   time_s=float(chunk.times[i]), people=tuple(people[i]))

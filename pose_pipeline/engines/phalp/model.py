@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from contextlib import nullcontext
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -25,19 +25,13 @@ import torch.nn.functional as F
 from ...errors import EngineUnavailable
 from .convert import UPSTREAM_FOCAL, UPSTREAM_SQUARE, padding
 from .options import PhalpOptions
+from .precision import lower_precision
 from .upstream import Upstream
 from .weights import WeightPaths, trusted_checkpoint_loading
 
 BBOX_ASPECT = (192, 256)  # track.py's expand_bbox_shape: HMR2's ViT sees 192x256 of the crop
 
-_AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def autocast_dtype(precision: str) -> torch.dtype | None:
-    return _AUTOCAST[precision]
-
-
-def phalp_config(up: Upstream, options: PhalpOptions, paths: WeightPaths, device: torch.device):
+def phalp_config(up: Upstream, options: PhalpOptions, paths: WeightPaths, device: torch.device) -> Any:
     """Upstream's FullConfig with our options and every path explicit."""
     from omegaconf import OmegaConf
 
@@ -51,7 +45,8 @@ def phalp_config(up: Upstream, options: PhalpOptions, paths: WeightPaths, device
     # float thresholds itself; these only describe them, rounded up.
     p.small_w, p.small_h = math.ceil(options.min_box_width), math.ceil(options.min_box_height)
     p.n_init, p.max_age_track, p.predict = options.n_init, options.max_age, options.predict
-    p.pose_distance, p.distance_type, p.hungarian_th = options.pose_distance, options.distance_type, options.hungarian_th
+    p.pose_distance, p.distance_type = options.pose_distance, options.distance_type
+    p.hungarian_th = options.hungarian_th
     p.track_history, p.alpha, p.past_lookback = options.track_history, options.alpha, options.past_lookback
     cfg.SMPL.MODEL_PATH = str(paths.smpl_model)  # smplx accepts the .pkl file itself
     cfg.SMPL.JOINT_REGRESSOR_EXTRA = str(paths.joint_regressor)
@@ -75,7 +70,7 @@ def torch_hub_dir(path: str) -> Iterator[None]:
         torch.hub.set_dir(previous)
 
 
-def load_hmr2(up: Upstream, paths: WeightPaths):
+def load_hmr2(up: Upstream, paths: WeightPaths) -> Any:
     """HMR2.0 from the configured checkpoint, without its renderers or download checks."""
     cfg = up.hmr2_get_config(str(paths.hmr2_model_config), update_cachedir=False)
     cfg.defrost()
@@ -96,8 +91,10 @@ def load_hmr2(up: Upstream, paths: WeightPaths):
         return up.HMR2.load_from_checkpoint(str(paths.hmr2_checkpoint), **kwargs)
 
 
-def texture_sampler_class(up: Upstream) -> type:
-    class HMR2TextureSampler(up.HMR2018Predictor):
+def texture_sampler_class(up: Upstream) -> Any:
+    base: Any = up.HMR2018Predictor
+
+    class HMR2TextureSampler(base):
         """HMR2.0 for pose and camera; PHALP's HMAR for the appearance of the visible body.
 
         The appearance is a 4x256x256 UV texture: every texel of SMPL's UV atlas is a point
@@ -106,7 +103,8 @@ def texture_sampler_class(up: Upstream) -> type:
         surface nearest to the camera (compared with a depth render of the mesh).
         """
 
-        def __init__(self, cfg, hmr2, uv_bmap: np.ndarray, uv_fmap: np.ndarray, neural_renderer) -> None:
+        def __init__(self, cfg: Any, hmr2: Any, uv_bmap: np.ndarray, uv_fmap: np.ndarray,
+                     neural_renderer: Any) -> None:
             super().__init__(cfg)  # HMAR: appearance encoder, SMPL, and its weights
             self.model = hmr2.eval()
             self.register_buffer("uv_bmap", torch.tensor(uv_bmap, dtype=torch.float32))
@@ -115,17 +113,13 @@ def texture_sampler_class(up: Upstream) -> type:
             self.depth_renderer = neural_renderer.Renderer(
                 dist_coeffs=None, orig_size=int(UPSTREAM_SQUARE), image_size=int(UPSTREAM_SQUARE),
                 light_intensity_ambient=1, light_intensity_directional=0, anti_aliasing=False)
-            self.autocast_dtype: torch.dtype | None = None
 
         def hmr2_forward(self, image: torch.Tensor) -> dict[str, Any]:
-            """HMR2.0: the network (optionally autocast), then SMPL in fp32."""
+            """HMR2.0: the backbone (in the engine's precision), its SMPL head and SMPL in fp32."""
             model = self.model
-            autocast = (torch.autocast(image.device.type, dtype=self.autocast_dtype)
-                        if self.autocast_dtype is not None else nullcontext())
-            with autocast:
-                # The ViT sees the central 192 of the 256 columns (HMR2's forward_step does the same).
-                features = model.backbone(image[:, :, :, 32:-32])
-                smpl_params, pred_cam, _ = model.smpl_head(features)
+            # The ViT sees the central 192 of the 256 columns (HMR2's forward_step does the same).
+            features = model.backbone(image[:, :, :, 32:-32])
+            smpl_params, pred_cam, _ = model.smpl_head(features)
             batch = image.shape[0]
             smpl_params = {
                 "global_orient": smpl_params["global_orient"].float().reshape(batch, -1, 3, 3),
@@ -176,8 +170,10 @@ def texture_sampler_class(up: Upstream) -> type:
     return HMR2TextureSampler
 
 
-def pose_predictor_class(up: Upstream) -> type:
-    class DevicePosePredictor(up.Pose_transformer_v2):
+def pose_predictor_class(up: Upstream) -> Any:
+    base: Any = up.Pose_transformer_v2
+
+    class DevicePosePredictor(base):
         """Upstream's pose predictor (PHALP's ``P``), on the device the engine runs on.
 
         Upstream's ``predict_next`` moves its inputs with a hard-coded ``.cuda()``; this one
@@ -188,7 +184,7 @@ def pose_predictor_class(up: Upstream) -> type:
         between a replica and the process that restores its state).
         """
 
-        def load_weights(self, path) -> None:
+        def load_weights(self, path: str) -> None:
             prefix = "encoder."
             state = torch.load(path, map_location="cpu")["state_dict"]
             try:
@@ -198,7 +194,8 @@ def pose_predictor_class(up: Upstream) -> type:
                 raise EngineUnavailable(f"the pose predictor weights {path} do not fit the model its config "
                                         f"describes: {exc}", engine="phalp") from None
 
-        def predict_next(self, en_pose, en_data, en_time, time_to_predict):
+        def predict_next(self, en_pose: torch.Tensor, en_data: Any, en_time: torch.Tensor,
+                         time_to_predict: Any) -> torch.Tensor:
             length = self.cfg.frame_length
             people = en_pose.shape[0]
             pose_shape = torch.zeros(people, length, 1, 229)
@@ -225,15 +222,17 @@ def pose_predictor_class(up: Upstream) -> type:
     return DevicePosePredictor
 
 
-def service_model_class(up: Upstream) -> type:
-    class ServiceModel(up.PHALP):
+def service_model_class(up: Upstream) -> Any:
+    base: Any = up.PHALP
+
+    class ServiceModel(base):
         """PHALP with the parts association needs, built from explicit files.
 
         Association calls back into ``forward_for_tracking`` (pose predictor),
         ``get_pose_distance`` and ``get_uv_distance`` (appearance encoder).
         """
 
-        def __init__(self, cfg, hmar: torch.nn.Module, device: torch.device) -> None:
+        def __init__(self, cfg: Any, hmar: Any, device: torch.device) -> None:
             torch.nn.Module.__init__(self)  # not PHALP.__init__: no downloads, detectors or renderer
             self.cfg = cfg
             self.device = device
@@ -241,7 +240,7 @@ def service_model_class(up: Upstream) -> type:
             self.pose_predictor = pose_predictor_class(up)(cfg, self)
             self.pose_predictor.load_weights(cfg.pose_predictor.weights_path)
 
-        def get_uv_distance(self, t_uv: np.ndarray, d_uv: np.ndarray):
+        def get_uv_distance(self, t_uv: np.ndarray, d_uv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.float64]:
             """Upstream's texture distance inputs, on this model's device (upstream: ``.cuda()``).
 
             Both textures keep only the texels seen in both; returns their appearance codes
@@ -262,16 +261,16 @@ def service_model_class(up: Upstream) -> type:
     return ServiceModel
 
 
-def build_model(up: Upstream, neural_renderer, options: PhalpOptions, paths: WeightPaths,
-                device: torch.device):
+def build_model(up: Upstream, neural_renderer: Any, options: PhalpOptions, paths: WeightPaths,
+                device: torch.device) -> Any:
     """The ready model (eval mode, on ``device``)."""
     cfg = phalp_config(up, options, paths, device)
     trusted = [paths.hmr2_checkpoint, paths.hmar_weights, paths.pose_predictor_weights, paths.resnet50_imagenet]
     with trusted_checkpoint_loading(trusted), torch_hub_dir(str(paths.resnet50_imagenet.parent.parent)):
         hmr2 = load_hmr2(up, paths)
+        lower_precision(hmr2, "backbone", options.precision)
         sampler = texture_sampler_class(up)(cfg, hmr2, np.load(paths.uv_bmap), np.load(paths.uv_fmap),
                                             neural_renderer)
-        sampler.autocast_dtype = autocast_dtype(options.precision)
         model = service_model_class(up)(cfg, sampler, device)
     return model.to(device).eval()
 
@@ -281,7 +280,7 @@ class PersonFeatures:
     ``vertices``: each record also carries HMR2's ``pred_vertices`` (float16, relative to the
     camera translation, as the joints), which the track's history then keeps like the rest."""
 
-    def __init__(self, up: Upstream, model, frame_height: int, frame_width: int, vertices: bool = False) -> None:
+    def __init__(self, up: Upstream, model: Any, frame_height: int, frame_width: int, vertices: bool = False) -> None:
         self.up, self.model = up, model
         self.vertices = vertices
         self.side, self.left, self.top = padding(frame_height, frame_width)
@@ -314,23 +313,26 @@ class PersonFeatures:
         count = x.shape[0]
         joints_2d = joints_2d.reshape(count, -1) / UPSTREAM_SQUARE
         location = torch.cat([joints_2d, cam_t, cam_t, cam_t], 1)
+        # One device-to-host copy per output for the whole batch (not one per person: each
+        # copy waits for the GPU); every record then gets its own rows.
+        host = {name: value.cpu().numpy() for name, value in {
+            "appe": appearance, "loca": location, "uv": out["uv_vector"], "camera": cam_t,
+            "camera_bbox": out["pred_cam"], "3d_joints": joints_3d, "2d_joints": joints_2d,
+            **{"smpl." + k: v.float() for k, v in smpl.items()}}.items()}
+        if self.vertices:
+            host["vertices"] = out["pred_vertices"].cpu().numpy().astype(np.float16)
         result = []
         for i in range(count):
-            smpl_i = {k: v[i].float().cpu().numpy() for k, v in smpl.items()}
+            row = {name: np.array(value[i]) for name, value in host.items()}
+            smpl_i = {k[len("smpl."):]: row.pop(k) for k in list(row) if k.startswith("smpl.")}
             if model.cfg.phalp.pose_distance == "smpl":
-                pose = self.up.smpl_to_pose_camera_vector(smpl_i, cam_t[i].cpu())[0]
+                pose = self.up.smpl_to_pose_camera_vector(smpl_i, torch.from_numpy(row["camera"]))[0]
             else:
-                pose = joints_3d[i].reshape(-1).cpu().numpy()
-            appe = appearance[i].cpu().numpy()
-            loca = location[i].cpu().numpy()
+                pose = row["3d_joints"].reshape(-1)
             result.append({
-                "appe": appe, "pose": np.asarray(pose), "loca": loca, "uv": out["uv_vector"][i].cpu().numpy(),
-                "embedding": torch.cat([torch.from_numpy(appe), torch.as_tensor(pose), torch.from_numpy(loca)]),
-                "center": centres[i], "scale": scales[i], "smpl": smpl_i,
-                "camera": cam_t[i].cpu().numpy(), "camera_bbox": out["pred_cam"][i].cpu().numpy(),
-                "3d_joints": joints_3d[i].cpu().numpy(), "2d_joints": joints_2d[i].cpu().numpy(),
+                **row, "pose": np.asarray(pose), "smpl": smpl_i, "center": centres[i], "scale": scales[i],
+                "embedding": torch.cat([torch.from_numpy(row["appe"]), torch.as_tensor(pose),
+                                        torch.from_numpy(row["loca"])]),
                 "mask": rles[i],
             })
-            if self.vertices:
-                result[-1]["vertices"] = out["pred_vertices"][i].cpu().numpy().astype(np.float16)
         return result

@@ -8,7 +8,8 @@ option here. docs/phalp-engine.md lists them all.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from ...errors import InvalidOption
 from .weights import DETECTORS, WeightPaths
@@ -30,9 +31,10 @@ class PhalpOptions:
     min_box_width: float = 50.0  # people smaller than this are dropped (upstream small_w)
     min_box_height: float = 100.0  # (upstream small_h)
     detector_batch: int = 4  # frames per detector forward (halved on CUDA OOM)
+    detector_precision: str | None = None  # the detector backbone's; None: as ``precision``
     # --- HMR2.0
     max_batch: int = 32  # person crops per HMR2 forward, across the frames of a chunk
-    precision: str = "fp32"  # autocast for HMR2 and the detector: fp32, bf16 or fp16
+    precision: str = "fp32"  # the two backbones' weights and maths: fp32, bf16 or fp16 (precision.py)
     # --- tracker (upstream PHALP names and defaults)
     n_init: int = 5
     max_age: int = 50  # upstream max_age_track
@@ -51,7 +53,7 @@ class PhalpOptions:
     cuda_memory_fraction: float | None = None  # None: the replica's Ray num_gpus when < 1
 
     @classmethod
-    def from_mapping(cls, options: Mapping[str, Any]) -> "PhalpOptions":
+    def from_mapping(cls, options: Mapping[str, Any]) -> PhalpOptions:
         known = {f.name for f in fields(cls)}
         unknown = set(options) - known
         if unknown:
@@ -65,8 +67,10 @@ class PhalpOptions:
 
         if self.detector not in DETECTORS:
             bad("detector", f"must be one of {', '.join(DETECTORS)}, got {self.detector!r}")
-        if self.precision not in PRECISIONS:
-            bad("precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        for name in ("precision", "detector_precision"):
+            value = getattr(self, name)
+            if value not in PRECISIONS and not (name == "detector_precision" and value is None):
+                bad(name, f"must be one of {', '.join(PRECISIONS)}, got {value!r}")
         if not 0.0 <= self.detection_threshold < 1.0:
             bad("detection_threshold", "must be in [0, 1)")
         if self.min_box_width < 0 or self.min_box_height < 0:

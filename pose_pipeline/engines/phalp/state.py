@@ -28,7 +28,7 @@ class StateError(ValueError):
 
 
 class _StatePickler(pickle.Pickler):
-    def reducer_override(self, obj: Any):
+    def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, torch.nn.Module):
             raise StateError(f"tracker state still references a model ({type(obj).__name__}); "
                              "it must be detached before export")

@@ -64,19 +64,19 @@ def install_render_stubs() -> None:
 
 @dataclass(frozen=True)
 class Upstream:
-    """The upstream modules the engine uses, imported once."""
+    """The upstream modules the engine uses, imported once (untyped packages: ``Any``)."""
 
-    PHALP: type
-    FullConfig: type
-    HMR2018Predictor: type
-    Tracker: type
-    Detection: type
-    nn_matching: types.ModuleType
+    PHALP: Any
+    FullConfig: Any
+    HMR2018Predictor: Any
+    Tracker: Any
+    Detection: Any
+    nn_matching: Any
     smpl_to_pose_camera_vector: Any
     expand_bbox_to_aspect_ratio: Any
-    HMR2: type
+    HMR2: Any
     hmr2_get_config: Any
-    Pose_transformer_v2: type
+    Pose_transformer_v2: Any
 
 
 def missing_package_error(exc: ImportError) -> EngineUnavailable:

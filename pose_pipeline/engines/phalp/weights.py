@@ -18,7 +18,7 @@ import contextlib
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from ...errors import EngineUnavailable
 
@@ -88,7 +88,7 @@ class WeightPaths:
     @classmethod
     def resolve(cls, weights_dir: str | os.PathLike | None = None, detector: str = "vitdet",
                 detector_cache: str | os.PathLike | None = None,
-                **overrides: str | os.PathLike | None) -> "WeightPaths":
+                **overrides: str | os.PathLike | None) -> WeightPaths:
         """Defaults under ``weights_dir`` in upstream's layout; ``overrides`` replace single files."""
         if detector not in DETECTORS:
             raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, got {detector!r}")
