@@ -2,7 +2,7 @@
 the detector's and the landmark model's shares; against Google's own pipeline; and through
 the service against the CLI.
 
-Videos: the man of the real clip ``carphone`` (pose_pipeline.clips) scaled into a 1280x720
+Videos: the man of the real clip ``carphone`` (pose_pipeline.assets.clips) scaled into a 1280x720
 frame, alone (880x720) or three times side by side (426x348 each); 120 frames, and 360 for the
 service (the clip played forwards, backwards, forwards). All under bench/out/videos/.
 
@@ -36,7 +36,7 @@ THREE = [(x, 372, 426, 348) for x in (1, 427, 853)]  # side by side, cut off by 
 
 
 def videos(quick: bool) -> dict[str, Path]:
-    from pose_pipeline.clips import CARPHONE, clip
+    from pose_pipeline.assets.clips import CARPHONE, clip
 
     source = clip(CARPHONE, notice=common.log)
     found = {"one": common.clip_montage("carphone_720p_1p", source, ONE, SIZE),
@@ -100,8 +100,8 @@ def main() -> int:
 
     args = common.parse_args(__doc__, "the 120-frame videos, one round, no service", extra=mediapipe_option)
     from pose_pipeline.config import Settings
-    from pose_pipeline.engines import EngineRegistry
-    from pose_pipeline.models_cli import ensure_models
+    from pose_pipeline.engines.registry import EngineRegistry
+    from pose_pipeline.cli.models import ensure_models
 
     ensure_models(Settings.from_dict({"engine": {"name": "blazepose"}}), common.log)
     engine = EngineRegistry().create("blazepose", {})

@@ -1,4 +1,4 @@
-"""BVH export (pose_pipeline/export/bvh.py): round-trip tolerance, cost, and Blender's importer.
+"""BVH export (pose_pipeline/results/export/bvh.py): round-trip tolerance, cost, and Blender's importer.
 
 An SMPL track is built by hand (phalp needs a GPU stack): random rotations for every joint in
 every frame (the hardest case for Euler continuity), a body model of SMPL's form (rest joints
@@ -58,10 +58,10 @@ _IMPORT = textwrap.dedent("""
 
 
 def track(frames: int, seed: int = 0):
-    from pose_pipeline.export.skeleton import (HMR2_SMPL_ROWS, forward_kinematics, mean_rest_joints, offsets,
-                                               smpl_rotvecs)
-    from pose_pipeline.schema import (BodyModel, CameraModel, EngineInfo, Frame, Person, Processing,
-                                      ResultHeader, SmplParams, TrackingResult, VideoInfo, summarize_tracks)
+    from pose_pipeline.results.export.skeleton import (HMR2_SMPL_ROWS, forward_kinematics, mean_rest_joints, offsets,
+                                                       smpl_rotvecs)
+    from pose_pipeline.results.schema import (BodyModel, CameraModel, EngineInfo, Frame, Person, Processing,
+                                              ResultHeader, SmplParams, TrackingResult, VideoInfo, summarize_tracks)
 
     rng = np.random.default_rng(seed)
     model = BodyModel("smpl", mean_rest_joints() + [0.0, -0.23, 0.02], rng.normal(0, 0.01, (24, 3, 10)), 6890)
@@ -89,8 +89,8 @@ def track(frames: int, seed: int = 0):
 def round_trip(result, truth: np.ndarray, with_model: bool) -> dict:
     from dataclasses import replace
 
-    from pose_pipeline.export.bvh import OPENCV_TO_BVH, parse_bvh, track_bvh
-    from pose_pipeline.export.skeleton import HMR2_SMPL_ROWS, SMPL_JOINT_NAMES, smpl_rotvecs
+    from pose_pipeline.results.export.bvh import OPENCV_TO_BVH, parse_bvh, track_bvh
+    from pose_pipeline.results.export.skeleton import HMR2_SMPL_ROWS, SMPL_JOINT_NAMES, smpl_rotvecs
 
     if not with_model:
         result = replace(result, header=replace(result.header, body_model=None))
@@ -118,8 +118,8 @@ def blender_import(text: str, positions: np.ndarray) -> dict:
     blender = shutil.which("blender")
     if blender is None:
         return {"blender": "not installed"}
-    from pose_pipeline.export.bvh import parse_bvh
-    from pose_pipeline.export.recipes import BVH_TO_BLENDER
+    from pose_pipeline.results.export.bvh import parse_bvh
+    from pose_pipeline.results.export.recipes import BVH_TO_BLENDER
 
     with tempfile.TemporaryDirectory() as folder:
         path, script, out = Path(folder, "track.bvh"), Path(folder, "import.py"), Path(folder, "report.json")
@@ -144,7 +144,7 @@ def blender_import(text: str, positions: np.ndarray) -> dict:
 
 def main() -> None:
     args = common.parse_args(__doc__, "300 frames instead of 3000", default_repeats=1, port=False)
-    from pose_pipeline.export.bvh import parse_bvh
+    from pose_pipeline.results.export.bvh import parse_bvh
 
     result, truth = track(300 if args.quick else 3000)
     rows = [round_trip(result, truth, with_model) for with_model in (True, False)]

@@ -44,7 +44,7 @@ PORT_RANGE = range(8700, 8800)
 def video(duration_s: float, size: tuple[int, int], fps: float = 30.0, *, crf: int = 23,
           preset: str = "veryfast", people: int = 3) -> Path:
     """A synthetic H.264 video of walking figures, generated once and kept under bench/out/."""
-    from pose_pipeline import synthetic
+    from pose_pipeline.assets import synthetic
 
     width, height = size
     path = VIDEOS / f"walk_{width}x{height}_{fps:g}fps_{duration_s:g}s_crf{crf}_{people}p.mp4"

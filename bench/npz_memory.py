@@ -35,17 +35,17 @@ def child(writer_name: str, frames: int, out: str) -> dict:
     """One run, in this process: write the result of ``frames`` frames; report its cost."""
     import numpy as np
 
-    from pose_pipeline.schema import (
-        EngineInfo,
-        Frame,
-        Person,
-        Processing,
-        ResultHeader,
-        SmplParams,
-        TrackSummary,
-        VideoInfo,
-    )
-    from pose_pipeline.serialize import NpzWriter
+    from pose_pipeline.results.schema import (
+                                              EngineInfo,
+                                              Frame,
+                                              Person,
+                                              Processing,
+                                              ResultHeader,
+                                              SmplParams,
+                                              TrackSummary,
+                                              VideoInfo,
+                                              )
+    from pose_pipeline.results.writers import NpzWriter
 
     header = ResultHeader(EngineInfo("bench", "1", "SMPL-sized people", True, "smpl_44"),
                           VideoInfo(1280, 720, 30.0, frames / 30, frames, 0, "h264", "mp4"),

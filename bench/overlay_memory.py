@@ -5,7 +5,7 @@ video in the same chunks is the baseline. The render runs as the aggregation sta
 ``formats=...,mp4`` (``AggregationStage.render_overlay``): chunks of
 ``stages.OVERLAY_CHUNK_BYTES``, one FFmpeg thread, one x264 thread.
 
-Videos: the synthetic walking people of ``pose_pipeline.synthetic`` (cached under
+Videos: the synthetic walking people of ``pose_pipeline.assets.synthetic`` (cached under
 bench/out/videos/, shared with bench/memory.py), 640x360 at 15 fps: 450 and 9000 frames. Their
 results: each figure's ground-truth box, and a standing 33-joint skeleton in it, as the
 blazepose engine would give; every 7th frame the box is a prediction without joints. Chunks of
@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 from overlay_speed import standing_joints
 
-from pose_pipeline.schema import EngineInfo, Frame, Person, Processing, ResultHeader
-from pose_pipeline.serialize import JsonWriter
-from pose_pipeline.stages import OVERLAY_CHUNK_BYTES
-from pose_pipeline.synthetic import Renderer, demo_scene
+from pose_pipeline.results.schema import EngineInfo, Frame, Person, Processing, ResultHeader
+from pose_pipeline.results.writers import JsonWriter
+from pose_pipeline.jobs.stages import OVERLAY_CHUNK_BYTES
+from pose_pipeline.assets.synthetic import Renderer, demo_scene
 from pose_pipeline.video import probe
 
 import common
@@ -45,7 +45,7 @@ _CHILD = """
 import json, os, sys, time
 sys.path.insert(0, {bench!r})
 import common
-from pose_pipeline.overlay import EncoderOptions, render_overlay
+from pose_pipeline.render.overlay import EncoderOptions, render_overlay
 from pose_pipeline.video import ChunkDecoder, DecodeOptions, probe
 mode, video, result, out, chunk_bytes = sys.argv[1:6]
 started = time.perf_counter()

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pose_pipeline.clips import CARPHONE, clip
+from pose_pipeline.assets.clips import CARPHONE, clip
 from pose_pipeline.engines.blazepose.landmarks import JOINT_NAMES
-from pose_pipeline.overlay import OverlayWriter
-from pose_pipeline.overlay_draw import FramePainter
-from pose_pipeline.schema import EngineInfo, Frame, Person, Processing, ResultHeader, VideoInfo
+from pose_pipeline.render.overlay import OverlayWriter
+from pose_pipeline.render.painter import FramePainter
+from pose_pipeline.results.schema import EngineInfo, Frame, Person, Processing, ResultHeader, VideoInfo
 
 import common
 

@@ -29,9 +29,9 @@ def track_in_process(path: Path, settings: dict, output: Path) -> float:
     import time
 
     from pose_pipeline.config import Settings
-    from pose_pipeline.engines import EngineRegistry
+    from pose_pipeline.engines.registry import EngineRegistry
     from pose_pipeline.pipeline import JobOptions, track_file
-    from pose_pipeline.serialize import ResultFiles
+    from pose_pipeline.results.writers import ResultFiles
 
     started = time.perf_counter()
     config = Settings.from_dict(settings)

@@ -28,13 +28,13 @@ RAMPS = {"pixels": (0.3, 1.0), "metres": (0.5, 2.0), "translation": (0.5, 2.0), 
 
 
 def track(name: str):
-    from pose_pipeline.clips import BIKES, CARPHONE, clip
+    from pose_pipeline.assets.clips import BIKES, CARPHONE, clip
     from pose_pipeline.config import Settings
     from pose_pipeline.engines.blazepose import BlazePoseEngine
     from pose_pipeline.engines.blazepose.models import MODELS, default_models_dir
     from pose_pipeline.options import JobOptions
     from pose_pipeline.pipeline import track_file
-    from pose_pipeline.serialize import MemoryWriter
+    from pose_pipeline.results.writers import MemoryWriter
 
     directory = default_models_dir()
     if MODELS.missing(directory):
@@ -47,7 +47,7 @@ def track(name: str):
 
 
 def clip_rows(name: str, result) -> list[dict]:
-    from pose_pipeline.smoothing import PRESETS, Smoother, jitter
+    from pose_pipeline.results.smoothing import PRESETS, Smoother, jitter
 
     frames, fps = result.frames, result.header.video.fps
     raw_2d, raw_3d = jitter(frames, "joints_2d"), jitter(frames, "joints_3d")
@@ -69,7 +69,7 @@ def clip_rows(name: str, result) -> list[dict]:
 
 
 def rotation_step(params, size: float, frames: int = 300) -> np.ndarray:
-    from pose_pipeline.smoothing import RotationFilter
+    from pose_pipeline.results.smoothing import RotationFilter
 
     filt = RotationFilter(params)
     filt.step(np.zeros((1, 3)), 1 / FPS)
@@ -78,7 +78,7 @@ def rotation_step(params, size: float, frames: int = 300) -> np.ndarray:
 
 
 def rotation_ramp_lag(params, speed: float, frames: int = 300) -> float:
-    from pose_pipeline.smoothing import RotationFilter
+    from pose_pipeline.results.smoothing import RotationFilter
 
     filt, axis = RotationFilter(params), np.array([0.0, 0.6, 0.8])
     for i in range(frames):
@@ -88,7 +88,7 @@ def rotation_ramp_lag(params, speed: float, frames: int = 300) -> float:
 
 
 def lag_rows() -> list[dict]:
-    from pose_pipeline.smoothing import PRESETS, frames_to_reach, ramp_lag, step_response
+    from pose_pipeline.results.smoothing import PRESETS, frames_to_reach, ramp_lag, step_response
 
     rows = []
     for preset, options in PRESETS.items():

@@ -7,9 +7,9 @@ import time
 
 from ray import serve
 
-from pose_pipeline.chunks import ChunkReceipt, TrackedChunk
+from pose_pipeline.jobs.messages import ChunkReceipt, TrackedChunk
 from pose_pipeline.config import Settings
-from pose_pipeline.stages import AggregationStage
+from pose_pipeline.jobs.stages import AggregationStage
 
 from .common import log, open_store
 from .metrics import Metrics

@@ -1,6 +1,6 @@
 """``pose-pipeline serve`` and ``demo``: the service on a local Ray cluster.
 
-The library's command (``pose_pipeline.cli``) finds ``add_commands`` through the entry point
+The library's command (``pose_pipeline.cli.main``) finds ``add_commands`` through the entry point
 group ``pose_pipeline.commands`` (pyproject.toml), so that the library never imports this
 package.
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from pose_pipeline.cli_common import notice
+from pose_pipeline.cli.common import notice
 from pose_pipeline.config import CONFIG_ENV
 
 
@@ -81,7 +81,7 @@ def start(serve_config: Path | None, host: str, port: int, num_gpus: float | Non
     import ray
     from ray import serve
 
-    from pose_pipeline.models_cli import ensure_models
+    from pose_pipeline.cli.models import ensure_models
 
     from .app import compose
     from .common import settings_from_args
@@ -143,9 +143,9 @@ def _stop() -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     from pose_pipeline.client import Client
-    from pose_pipeline.clips import BIKES, clip
-    from pose_pipeline.progress import ProgressBar
-    from pose_pipeline.serialize import read_json
+    from pose_pipeline.assets.clips import BIKES, clip
+    from pose_pipeline.cli.progress import ProgressBar
+    from pose_pipeline.results.writers import read_json
 
     use_config_file(args)
     video = clip(BIKES, notice=notice)

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from pose_pipeline.config import Settings
-from pose_pipeline import store
-from pose_pipeline.store import JobStore
+from pose_pipeline.jobs import store
+from pose_pipeline.jobs.store import JobStore
 
 # Serve writes this logger to the replica's log file (JSON with serve_config.yaml's
 # logging_config), with ``extra`` fields such as job_id and code as top-level keys.

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import ray
 from ray import serve
 
-from pose_pipeline.chunks import ChunkTask
+from pose_pipeline.jobs.messages import ChunkTask
 from pose_pipeline.config import Settings
-from pose_pipeline.stages import DecodeStage
+from pose_pipeline.jobs.stages import DecodeStage
 from pose_pipeline.video import DecodeCursor, VideoProbe, probe
 
 from .common import open_store

@@ -1,4 +1,4 @@
-"""Ingress deployment: the HTTP API of ``pose_pipeline.api`` with stages that are the other
+"""Ingress deployment: the HTTP API of ``pose_pipeline.api.app`` with stages that are the other
 deployments.
 
 The replica builds a ``JobService`` whose runner drives the Decode, Tracking and Aggregation
@@ -22,12 +22,12 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentRes
 from ray.serve.schema import ReplicaState
 
 from pose_pipeline import errors
-from pose_pipeline.api import create_app
-from pose_pipeline.chunks import ChunkReceipt, ChunkTask, Decoded
+from pose_pipeline.api.app import create_app
+from pose_pipeline.jobs.messages import ChunkReceipt, ChunkTask, Decoded
 from pose_pipeline.config import Settings
 from pose_pipeline.errors import NotReady
-from pose_pipeline.replicas import ReplicaBoard
-from pose_pipeline.service import JobService
+from deployments.replicas import ReplicaBoard
+from pose_pipeline.api.service import JobService
 from pose_pipeline.video import VideoProbe
 
 from .common import log, open_store

@@ -15,8 +15,8 @@ from typing import Any
 from ray.serve.metrics import Counter, Gauge, Histogram
 
 from pose_pipeline.errors import PipelineError
-from pose_pipeline.jobs import JobObserver
-from pose_pipeline.store import JobRecord, JobState, JobStore
+from pose_pipeline.jobs.runner import JobObserver
+from pose_pipeline.jobs.store import JobRecord, JobState, JobStore
 
 from .common import log
 

@@ -3,7 +3,7 @@
 Resources come from ``ray_actor_options`` in serve_config.yaml (fractional ``num_gpus``,
 ``num_cpus``, ``memory``). Because Ray's GPU fractions are bookkeeping only, the replica
 caps its own CUDA memory to its fraction, and enforces its host memory limit itself
-(``tracking.memory_limit_bytes``, see pose_pipeline.memguard).
+(``tracking.memory_limit_bytes``, see pose_pipeline.jobs.memguard).
 
 An engine that cannot load (missing weights, package or device) does not crash the
 replica in a restart loop: the replica stays up, reports the reason from ``ready`` (and so
@@ -21,13 +21,13 @@ from types import ModuleType
 import ray
 from ray import serve
 
-from pose_pipeline.chunks import DecodedChunk, TrackedChunk
+from pose_pipeline.jobs.messages import DecodedChunk, TrackedChunk
 from pose_pipeline.config import Settings
-from pose_pipeline.engines import EngineRegistry
+from pose_pipeline.engines.registry import EngineRegistry
 from pose_pipeline.errors import EngineUnavailable, GpuOutOfMemory, HostOutOfMemory, PipelineError
-from pose_pipeline.memguard import MemoryGuard
-from pose_pipeline.replicas import ReplicaBoard, ReplicaReport
-from pose_pipeline.stages import TrackingStage
+from pose_pipeline.jobs.memguard import MemoryGuard
+from deployments.replicas import ReplicaBoard, ReplicaReport
+from pose_pipeline.jobs.stages import TrackingStage
 
 from .common import log, open_store
 from .decode import ChunkRef
@@ -77,7 +77,7 @@ class Tracking:
                       extra={"stage": "tracking", "code": exc.code})
         self.stage = None if engine is None else \
             TrackingStage(engine, open_store(settings), MemoryGuard(settings.tracking.memory_limit_bytes))
-        # /readyz reads this, not a call through the request queue (pose_pipeline/replicas.py).
+        # /readyz reads this, not a call through the request queue (deployments/replicas.py).
         self.board = ReplicaBoard(settings.store.root)
         context = serve.get_replica_context()
         # Named by application too: two applications may share a store root.

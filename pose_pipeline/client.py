@@ -5,7 +5,7 @@
     job = client.wait(job.job_id, progress=print)
     client.download(job.job_id, "result.json")
 
-Answers are the server's own models (pose_pipeline/views.py); an error response raises the
+Answers are the server's own models (pose_pipeline/api/schemas.py); an error response raises the
 ``PipelineError`` subclass of its code (pose_pipeline/errors.py).
 """
 
@@ -21,7 +21,7 @@ from typing import IO, Any
 import httpx
 
 from .errors import UploadConflict, from_dict
-from .views import JobList, JobView, UploadView
+from .api.schemas import JobList, JobView, UploadView
 
 _UPLOAD_PIECE = 1024 * 1024
 #: Files larger than this go up in parts (bounded memory on the server, resumable).

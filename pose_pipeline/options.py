@@ -11,8 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from .errors import InvalidOption
-from .serialize import FORMATS
-from .smoothing import PRESETS, SmoothingOptions
+from .results.smoothing_options import PRESETS, SmoothingOptions
+
+#: The result files a job writes unless it asks for others.
+FORMATS: tuple[Literal["json", "npz"], ...] = ("json", "npz")
 
 
 class OneEuroModel(BaseModel):

@@ -12,12 +12,12 @@ from dataclasses import replace
 from collections.abc import Callable
 from pathlib import Path
 
-from .aggregate import ResultAssembler
+from .results.assembly import ResultAssembler
 from .config import Settings
 from .engines.base import Engine, VideoSpec
 from .options import JobOptions
-from .schema import BodyModel, CameraModel, EngineInfo, Processing, ResultHeader, TrackSummary
-from .serialize import ResultWriter
+from .results.schema import BodyModel, CameraModel, EngineInfo, Processing, ResultHeader, TrackSummary
+from .results.writers import ResultWriter
 from .video import ChunkDecoder, DecodeOptions, VideoProbe, probe
 
 __all__ = ["JobOptions", "decode_options", "expected_frames", "make_header", "processing_of", "track_file",
@@ -91,9 +91,9 @@ def track_file(path: str | os.PathLike, engine: Engine, settings: Settings, opti
                writer: ResultWriter, progress: Progress | None = None,
                overlay: str | os.PathLike | None = None) -> tuple[TrackSummary, ...]:
     """Probe, decode, track and assemble one video in this process. ``overlay``: also write
-    the video with the result drawn on it there (an MP4, pose_pipeline/overlay.py), from the
+    the video with the result drawn on it there (an MP4, pose_pipeline/render/overlay.py), from the
     same decoded frames, in the same pass."""
-    from .overlay import OverlayFeed, OverlayWriter, Tee
+    from .render.overlay import OverlayFeed, OverlayWriter, Tee
 
     video = probe(path, settings.limits)
     decoding = decode_options(settings, options)

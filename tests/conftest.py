@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from pose_pipeline.api import create_app
+from pose_pipeline.api.app import create_app
 from pose_pipeline.config import ENV_PREFIX, Settings
-from pose_pipeline.service import JobService
-from pose_pipeline.stages import LocalStages
+from pose_pipeline.api.service import JobService
+from pose_pipeline.jobs.stages import LocalStages
 
 import support.api
 import support.contract

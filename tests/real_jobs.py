@@ -17,14 +17,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pose_pipeline.clips import BIKES, clip
+from pose_pipeline.assets.clips import BIKES, clip
 from pose_pipeline.config import Settings
 from pose_pipeline.engines.blazepose import BlazePoseEngine
 from pose_pipeline.engines.blazepose.models import MODELS, default_models_dir
 from pose_pipeline.options import JobOptions
 from pose_pipeline.pipeline import track_file
-from pose_pipeline.schema import TrackingResult
-from pose_pipeline.serialize import ResultFiles, read_json
+from pose_pipeline.results.schema import TrackingResult
+from pose_pipeline.results.writers import ResultFiles, read_json
 
 BIKES_WINDOW = JobOptions(start_s=1.0, end_s=3.6, max_side=320)
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pose_pipeline import synthetic
+from pose_pipeline.assets import synthetic
 from pose_pipeline.client import Client
-from pose_pipeline.serialize import read_json, read_npz
+from pose_pipeline.results.writers import read_json, read_npz
 
 TOKEN = "s3cret-token"
 CHUNK_FRAMES = 12
@@ -414,7 +414,8 @@ def test_the_library_imports_neither_ray_nor_its_adapters():
     import subprocess
     import sys
 
-    code = ("import sys, pose_pipeline.api, pose_pipeline.service, pose_pipeline.stages, pose_pipeline.client; "
+    code = ("import sys, pose_pipeline.api.app, pose_pipeline.api.service, pose_pipeline.jobs.stages, "
+            "pose_pipeline.client; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'deployments'}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout

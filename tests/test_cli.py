@@ -18,7 +18,7 @@ import pytest
 from pose_pipeline.config import Settings
 from pose_pipeline.errors import InvalidOption
 from pose_pipeline.pipeline import JobOptions
-from pose_pipeline.serialize import read_result
+from pose_pipeline.results.writers import read_result
 from pose_pipeline.video import ChunkDecoder, DecodeOptions, probe
 
 WIDTH, HEIGHT, SECONDS, FPS = 240, 136, 2, 30
@@ -177,9 +177,9 @@ def test_submit_prints_the_viewer_and_jobs_lists_the_jobs(video, tmp_path):
     """Against the library's app over real HTTP in this process (no Ray): ``submit --wait
     --overlay`` downloads the overlay video and prints the job's viewer URL; ``jobs`` lists
     the jobs newest first, a page at a time."""
-    from pose_pipeline.api import create_app
-    from pose_pipeline.service import JobService
-    from pose_pipeline.stages import LocalStages
+    from pose_pipeline.api.app import create_app
+    from pose_pipeline.api.service import JobService
+    from pose_pipeline.jobs.stages import LocalStages
 
     from support.http_server import serve_app
 
@@ -205,3 +205,19 @@ def test_submit_prints_the_viewer_and_jobs_lists_the_jobs(video, tmp_path):
         assert bad.stderr.startswith("error: invalid_option: state must be one of")
         assert cli("submit", video, "--url", url, "--overlay", overlay, code=2).stderr.startswith(
             "error: invalid_option: --overlay needs --wait")
+
+
+def test_weights_check_reads_the_global_config(tmp_path):
+    """``pose-pipeline --config X weights check``: the subcommand's own --config, absent, does
+    not hide the global one."""
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"engine:\n  name: phalp\n  options:\n    weights_dir: {tmp_path / 'weights'}\n")
+    done = cli("--config", config, "weights", "check", env={"POSE_PIPELINE_ENGINE__NAME": "phalp"},
+               code=1)  # nothing there: every file missing
+    assert str(tmp_path / "weights" / "phalp") in done.stdout
+
+
+def test_remote_commands_say_when_the_service_cannot_be_reached():
+    done = cli("jobs", "--url", "http://127.0.0.1:9", code=1)
+    assert done.stderr.startswith("error: cannot reach the service at http://127.0.0.1:9")
+    assert "Traceback" not in done.stderr

@@ -28,17 +28,17 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from pose_pipeline import synthetic
-from pose_pipeline.api import create_app
+from pose_pipeline.assets import synthetic
+from pose_pipeline.api.app import create_app
 from pose_pipeline.config import Settings
-from pose_pipeline.export.bvh import OPENCV_TO_BVH, parse_bvh
-from pose_pipeline.export.skeleton import HMR2_SMPL_ROWS, SMPL_JOINT_NAMES, offsets
+from pose_pipeline.results.export.bvh import OPENCV_TO_BVH, parse_bvh
+from pose_pipeline.results.export.skeleton import HMR2_SMPL_ROWS, SMPL_JOINT_NAMES, offsets
 from pose_pipeline.options import JobOptions
 from pose_pipeline.pipeline import track_file
-from pose_pipeline.serialize import ResultFiles, read_npz
-from pose_pipeline.service import JobService
-from pose_pipeline.smoothing import SmoothingOptions, jitter
-from pose_pipeline.stages import LocalStages
+from pose_pipeline.results.writers import ResultFiles, read_npz
+from pose_pipeline.api.service import JobService
+from pose_pipeline.results.smoothing import SmoothingOptions, jitter
+from pose_pipeline.jobs.stages import LocalStages
 
 from support.smpl_standin import BODY_MODEL, FACES, FACES_ARRAY, VERTICES, SmplStandIn
 
@@ -168,7 +168,7 @@ def test_the_npz_of_a_smoothed_job_keeps_the_raw_values(api, motion, video):
 @pytest.mark.slow
 def test_blazepose_smoothed_in_small_chunks_equals_the_offline_cli(api, apps, tmp_path):
     """The joint engine: its 2D and 3D joints go through the filter chunk after chunk."""
-    from pose_pipeline.clips import CARPHONE, clip
+    from pose_pipeline.assets.clips import CARPHONE, clip
 
     client = apps("blazepose", "blazepose")
     carphone = clip(CARPHONE)
@@ -178,7 +178,7 @@ def test_blazepose_smoothed_in_small_chunks_equals_the_offline_cli(api, apps, tm
     assert served == api.offline_result(carphone, tmp_path / "offline.json", "--smooth", "light", "--end", "2",
                                         engine="blazepose")
     raw = api.offline_result(carphone, tmp_path / "raw.json", "--end", "2", engine="blazepose")
-    from pose_pipeline.schema import TrackingResult
+    from pose_pipeline.results.schema import TrackingResult
 
     frames = TrackingResult.from_dict(served).frames
     raw_frames = TrackingResult.from_dict(raw).frames
@@ -378,7 +378,7 @@ def test_the_offline_cli_names_a_bvh_result_by_what_it_holds(monkeypatch, video,
                                                              tracks):
     """``pose-pipeline track -o x.bvh``: one track's BVH, or the zip of several as x.zip (the
     CLI's own code, with the stand-in as the configured phalp engine)."""
-    from pose_pipeline import cli
+    from pose_pipeline.cli.main import main as cli
     from pose_pipeline.engines.registry import EngineRegistry
 
     monkeypatch.setenv("POSE_PIPELINE_ENGINE__NAME", "phalp")

@@ -21,8 +21,8 @@ from ray import serve
 
 from deployments.failures import as_pipeline_error
 from deployments.ingress import RayStages
-from pose_pipeline import synthetic
-from pose_pipeline.chunks import ChunkTask
+from pose_pipeline.assets import synthetic
+from pose_pipeline.jobs.messages import ChunkTask
 from pose_pipeline.errors import PipelineError
 from pose_pipeline.video import DecodeOptions
 

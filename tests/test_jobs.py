@@ -18,18 +18,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pose_pipeline.chunks import ChunkReceipt, ChunkTask, DecodedChunk
+from pose_pipeline.jobs.messages import ChunkReceipt, ChunkTask, DecodedChunk
 from pose_pipeline.config import JobSettings, Settings
 from pose_pipeline.engines.faults import FaultInjector, FaultSpec, FaultyEngine
 from pose_pipeline.engines.motion import MotionEngine
 from pose_pipeline.engines.registry import EngineRegistry
 from pose_pipeline.errors import (CorruptVideo, GpuOutOfMemory, HostOutOfMemory, InvalidOption, Overloaded,
                                   PipelineError, WorkerDied)
-from pose_pipeline.jobs import JobRunner
-from pose_pipeline.memguard import MemoryGuard
+from pose_pipeline.jobs.runner import JobRunner
+from pose_pipeline.jobs.memguard import MemoryGuard
 from pose_pipeline.pipeline import JobOptions, decode_options, expected_frames, video_spec
-from pose_pipeline.stages import AggregationStage, DecodeStage, LocalStages, TrackingStage
-from pose_pipeline.store import JobRecord, JobState, LocalJobStore, new_job_id
+from pose_pipeline.jobs.stages import AggregationStage, DecodeStage, LocalStages, TrackingStage
+from pose_pipeline.jobs.store import JobRecord, JobState, LocalJobStore, new_job_id
 from pose_pipeline.video import ChunkDecoder, probe
 
 OPTIONS = JobOptions(formats=("json",))

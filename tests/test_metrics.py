@@ -17,7 +17,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pose_pipeline import synthetic
+from pose_pipeline.assets import synthetic
 
 pytestmark = [pytest.mark.serve, pytest.mark.slow]
 

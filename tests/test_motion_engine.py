@@ -1,6 +1,6 @@
 """The motion engine against ground truth, and the guarantees every engine gives.
 
-Videos are synthetic scenes (``pose_pipeline.synthetic``) encoded to H.264 with PyAV and
+Videos are synthetic scenes (``pose_pipeline.assets.synthetic``) encoded to H.264 with PyAV and
 decoded by the project's own decoder, so the engine sees real compression artefacts. The
 scenes are small (320x180 and 640x360, a few seconds) to keep the module fast.
 
@@ -36,14 +36,14 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from pose_pipeline import synthetic
+from pose_pipeline.assets import synthetic
 from pose_pipeline.engines.base import ChunkOutput, VideoSpec
 from pose_pipeline.engines.boxes import box_iou
 from pose_pipeline.engines.motion import MotionEngine
 from pose_pipeline.engines.registry import EngineRegistry
 from pose_pipeline.errors import InternalError, InvalidOption
-from pose_pipeline.schema import Person
-from pose_pipeline.synthetic import Figure, Scene
+from pose_pipeline.results.schema import Person
+from pose_pipeline.assets.synthetic import Figure, Scene
 from pose_pipeline.video import ChunkDecoder, DecodeCursor, DecodeOptions, FrameChunk, probe
 
 MATCH_IOU = 0.5

@@ -25,9 +25,9 @@ import psutil
 import pytest
 import ray
 
-from pose_pipeline import synthetic
+from pose_pipeline.assets import synthetic
 from pose_pipeline.config import StoreSettings
-from pose_pipeline.store import open_store
+from pose_pipeline.jobs.store import open_store
 
 pytestmark = [pytest.mark.serve, pytest.mark.slow]
 

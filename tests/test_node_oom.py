@@ -34,7 +34,7 @@ import httpx
 import psutil
 import pytest
 
-from pose_pipeline import synthetic
+from pose_pipeline.assets import synthetic
 
 pytestmark = [pytest.mark.serve, pytest.mark.slow]
 

@@ -20,19 +20,19 @@ import numpy as np
 import pytest
 from real_jobs import bikes_window
 
-from pose_pipeline import raster
-from pose_pipeline.aggregate import ResultAssembler
-from pose_pipeline.clips import CARPHONE, clip
+from pose_pipeline.render import raster
+from pose_pipeline.results.assembly import ResultAssembler
+from pose_pipeline.assets.clips import CARPHONE, clip
 from pose_pipeline.config import Settings
 from pose_pipeline.engines.blazepose import BlazePoseEngine
 from pose_pipeline.engines.blazepose.models import default_models_dir
 from pose_pipeline.errors import InternalError
-from pose_pipeline.overlay import EncoderOptions, OverlayFeed, OverlayWriter, Tee, render_overlay
-from pose_pipeline.overlay_draw import FramePainter, OverlayStyle
-from pose_pipeline.overlay_style import bones_for, text_color, track_color
+from pose_pipeline.render.overlay import EncoderOptions, OverlayFeed, OverlayWriter, Tee, render_overlay
+from pose_pipeline.render.painter import FramePainter, OverlayStyle
+from pose_pipeline.render.palette import bones_for, text_color, track_color
 from pose_pipeline.pipeline import decode_options, make_header, track_file, video_spec
-from pose_pipeline.schema import Frame, Person, Processing, ResultHeader, VideoInfo
-from pose_pipeline.serialize import MemoryWriter
+from pose_pipeline.results.schema import Frame, Person, Processing, ResultHeader, VideoInfo
+from pose_pipeline.results.writers import MemoryWriter
 from pose_pipeline.video import ChunkDecoder, DecodeOptions, probe
 
 # crf 18: compression noise small enough to call a pixel "unchanged" within a few levels; one

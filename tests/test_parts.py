@@ -10,7 +10,7 @@ import time
 import pytest
 
 from pose_pipeline.errors import EmptyUpload, FileTooLarge, PartTooLarge, UploadConflict, UploadNotFound
-from pose_pipeline.parts import PartUploads
+from pose_pipeline.api.parts import PartUploads
 
 DATA = os.urandom(10_000)
 MAX_PART, MAX_BYTES = 4_000, 1_000_000

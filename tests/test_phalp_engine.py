@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from pose_pipeline.engines import EngineRegistry
+from pose_pipeline.engines.registry import EngineRegistry
 from pose_pipeline.engines.phalp import PhalpOptions, WeightPaths
 from pose_pipeline.engines.batching import BatchStats, run_adaptive
 from pose_pipeline.engines.gpu import StageMeter, memory_fraction, select_device
@@ -23,7 +23,7 @@ from pose_pipeline.engines.phalp.state import StateError, dump_state, load_state
 from pose_pipeline.engines.phalp.tracking import read_tracks
 from pose_pipeline.engines.phalp.upstream import RENDER_MODULES, install_render_stubs
 from pose_pipeline.errors import EngineUnavailable, GpuOutOfMemory, InvalidOption
-from pose_pipeline import weights_cli
+from pose_pipeline.cli import weights as weights_cli
 
 
 # --- options -------------------------------------------------------------------------------------

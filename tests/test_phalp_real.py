@@ -49,8 +49,8 @@ from pose_pipeline.engines.base import ChunkOutput, VideoSpec  # noqa: E402
 from pose_pipeline.engines.phalp import PhalpEngine, PhalpOptions  # noqa: E402
 from pose_pipeline.engines.phalp.convert import record_to_person  # noqa: E402
 from pose_pipeline.pipeline import JobOptions, track_file  # noqa: E402
-from pose_pipeline.schema import Person  # noqa: E402
-from pose_pipeline.serialize import ResultFiles, read_npz  # noqa: E402
+from pose_pipeline.results.schema import Person  # noqa: E402
+from pose_pipeline.results.writers import ResultFiles, read_npz  # noqa: E402
 from pose_pipeline.video import ChunkDecoder, DecodeOptions, probe  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "phalp_fixtures"
@@ -275,8 +275,8 @@ def assemble_smoothed(header, outputs: list[ChunkOutput], holdback: int, out: Pa
     """``outputs`` through the aggregation's assembler with ``smooth=medium``, into NPZ and BVH."""
     from dataclasses import replace
 
-    from pose_pipeline.aggregate import ResultAssembler
-    from pose_pipeline.smoothing import SmoothingOptions
+    from pose_pipeline.results.assembly import ResultAssembler
+    from pose_pipeline.results.smoothing import SmoothingOptions
 
     smoothing = SmoothingOptions.parse("medium").to_dict()
     header = replace(header, processing=replace(header.processing, smoothing=smoothing))
@@ -297,8 +297,8 @@ def test_smoothed_in_one_frame_chunks_equals_smoothed_whole_and_exports_bvh(engi
     engine's SMPL body model as skeleton) puts its root at the smoothed pelvis."""
     from scipy.spatial.transform import Rotation
 
-    from pose_pipeline.export.bvh import OPENCV_TO_BVH
-    from pose_pipeline.export.skeleton import HMR2_SMPL_ROWS, SMPL_JOINT_NAMES, offsets
+    from pose_pipeline.results.export.bvh import OPENCV_TO_BVH
+    from pose_pipeline.results.export.skeleton import HMR2_SMPL_ROWS, SMPL_JOINT_NAMES, offsets
 
     header = ours["result"].header
     assert header.body_model is not None  # the engine's SMPL: the BVH's skeleton
@@ -341,7 +341,7 @@ def bvh_tracks(path: Path, result) -> dict:
     or the zip of several."""
     import zipfile
 
-    from pose_pipeline.export.bvh import is_zip, parse_bvh
+    from pose_pipeline.results.export.bvh import is_zip, parse_bvh
 
     if not is_zip(path):
         (track,) = result.tracks
@@ -364,7 +364,7 @@ def test_vertices_are_hmr2s_pred_vertices_and_the_body_model_is_hmr2s_smpl(engin
     import torch
     from scipy.spatial.transform import Rotation
 
-    from pose_pipeline.export.skeleton import HMR2_SMPL_ROWS
+    from pose_pipeline.results.export.skeleton import HMR2_SMPL_ROWS
 
     sampler = engine.model.HMAR
     hmr2 = sampler.model

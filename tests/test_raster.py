@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from pose_pipeline import raster
-from pose_pipeline.overlay_style import BONES, JOINT_COUNTS, bones_for, text_color, track_color
+from pose_pipeline.render import raster
+from pose_pipeline.render.palette import BONES, JOINT_COUNTS, bones_for, text_color, track_color
 
 RED = (255, 0, 0)
 

@@ -18,20 +18,20 @@ import numpy as np
 import pytest
 
 from pose_pipeline.engines.phalp.convert import full_frame_camera, project
-from pose_pipeline.export.bvh import track_bvh
-from pose_pipeline.export.skeleton import HMR2_SMPL_ROWS
-from pose_pipeline.schema import (
-    EngineInfo,
-    Frame,
-    Person,
-    Processing,
-    ResultHeader,
-    SmplParams,
-    TrackingResult,
-    VideoInfo,
-    summarize_tracks,
-)
-from pose_pipeline.serialize import ResultFiles
+from pose_pipeline.results.export.bvh import track_bvh
+from pose_pipeline.results.export.skeleton import HMR2_SMPL_ROWS
+from pose_pipeline.results.schema import (
+                                          EngineInfo,
+                                          Frame,
+                                          Person,
+                                          Processing,
+                                          ResultHeader,
+                                          SmplParams,
+                                          TrackingResult,
+                                          VideoInfo,
+                                          summarize_tracks,
+                                          )
+from pose_pipeline.results.writers import ResultFiles
 
 from support.smpl_standin import BODY_MODEL, FACES_ARRAY, VERTICES, pose_of, posed
 

@@ -9,10 +9,10 @@ import tracemalloc
 import pytest
 from real_jobs import bikes_window
 
-from pose_pipeline import result_stream
-from pose_pipeline.result_stream import ResultStream
-from pose_pipeline.schema import Frame, summarize_tracks
-from pose_pipeline.serialize import JsonWriter, read_json
+from pose_pipeline.results import json_stream as result_stream
+from pose_pipeline.results.json_stream import ResultStream
+from pose_pipeline.results.schema import Frame, summarize_tracks
+from pose_pipeline.results.writers import JsonWriter, read_json
 
 
 @pytest.fixture(scope="module")

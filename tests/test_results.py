@@ -14,13 +14,13 @@ import json
 import numpy as np
 import pytest
 
-from pose_pipeline.aggregate import ResultAssembler, assemble
+from pose_pipeline.results.assembly import ResultAssembler, assemble
 from pose_pipeline.engines.base import ChunkOutput
 from pose_pipeline.errors import InternalError
-from pose_pipeline.schema import (CameraModel, EngineInfo, Frame, Person, Processing, ResultHeader, SmplParams,
-                                  TrackingResult, TrackSummary, VideoInfo, summarize_tracks)
-from pose_pipeline.serialize import (JsonWriter, MemoryWriter, NpzWriter, ResultFiles, dumps_json, read_json, read_npz,
-                                     read_result)
+from pose_pipeline.results.schema import (CameraModel, EngineInfo, Frame, Person, Processing, ResultHeader, SmplParams,
+                                          TrackingResult, TrackSummary, VideoInfo, summarize_tracks)
+from pose_pipeline.results.writers import (JsonWriter, MemoryWriter, NpzWriter, ResultFiles, dumps_json, read_json,
+                                           read_npz, read_result)
 
 JOINTS = 44
 # JSON rounding per quantity (schema.py): decimals -> the largest error a round trip may add.

@@ -28,9 +28,9 @@ import pytest
 import ray
 from ray import serve
 
-from pose_pipeline import synthetic
-from pose_pipeline.clips import CARPHONE, clip
-from pose_pipeline.schema import TrackingResult
+from pose_pipeline.assets import synthetic
+from pose_pipeline.assets.clips import CARPHONE, clip
+from pose_pipeline.results.schema import TrackingResult
 from pose_pipeline.video import DecodeOptions
 
 from support.browser import ViewerPage, check_box

@@ -1,4 +1,4 @@
-"""Temporal smoothing (pose_pipeline/smoothing.py): on a real clip tracked by the real blazepose
+"""Temporal smoothing (pose_pipeline/results/smoothing.py): on a real clip tracked by the real blazepose
 engine (carphone: one man talking in a moving car, 120 frames), jitter against fidelity;
 lag on synthetic steps and ramps; chunked against whole; SO(3) filtering across the π
 boundary of axis-angle; gaps, coasting rows, low-confidence joints, betas; every bad option.
@@ -13,28 +13,28 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from pose_pipeline.clips import CARPHONE, clip
+from pose_pipeline.assets.clips import CARPHONE, clip
 from pose_pipeline.config import Settings
 from pose_pipeline.engines.blazepose import BlazePoseEngine
 from pose_pipeline.engines.blazepose.models import MODELS, default_models_dir
 from pose_pipeline.errors import InternalError, InvalidOption
 from pose_pipeline.options import JobOptions
 from pose_pipeline.pipeline import track_file
-from pose_pipeline.schema import Frame, Person, SmplParams
-from pose_pipeline.serialize import MemoryWriter
-from pose_pipeline.smoothing import (
-    PRESETS,
-    OneEuroFilter,
-    OneEuroParams,
-    RotationFilter,
-    Smoother,
-    SmoothingOptions,
-    frames_to_reach,
-    jitter,
-    ramp_lag,
-    smooth_frames,
-    step_response,
-)
+from pose_pipeline.results.schema import Frame, Person, SmplParams
+from pose_pipeline.results.writers import MemoryWriter
+from pose_pipeline.results.smoothing import (
+                                             PRESETS,
+                                             OneEuroFilter,
+                                             OneEuroParams,
+                                             RotationFilter,
+                                             Smoother,
+                                             SmoothingOptions,
+                                             frames_to_reach,
+                                             jitter,
+                                             ramp_lag,
+                                             smooth_frames,
+                                             step_response,
+                                             )
 
 VISIBLE = 0.5
 FPS = 30.0

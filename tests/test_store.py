@@ -21,7 +21,7 @@ import pytest
 from pose_pipeline.config import StoreSettings
 from pose_pipeline.errors import InvalidOption, JobNotFound, StoreUnavailable
 from pose_pipeline.options import JobOptions
-from pose_pipeline.store import JobRecord, JobState, JobStore, LocalJobStore, new_job_id, open_store
+from pose_pipeline.jobs.store import JobRecord, JobState, JobStore, LocalJobStore, new_job_id, open_store
 from pose_pipeline.video import DecodeCursor, DecodeOptions, probe
 
 STORES = ["sqlite", "postgres"]
@@ -235,7 +235,7 @@ def test_connections_stay_bounded_however_many_threads_come_and_go(new_job, post
     # must not grow with them, or the server's max_connections runs out under load.
     import psycopg
 
-    from pose_pipeline.store_postgres import POOL_SIZE
+    from pose_pipeline.jobs.store.postgres import POOL_SIZE
 
     database = postgres_server.new_database()
     store = open_store(StoreSettings(root=str(tmp_path / "store"), database=database))

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from pose_pipeline.errors import EmptyUpload, FileTooLarge, InvalidRequest, UnsupportedMediaType
-from pose_pipeline.uploads import Upload, receive
+from pose_pipeline.api.uploads import Upload, receive
 
 VIDEO = os.urandom(50_000)  # stands for a video: receive() never looks inside one
 PIECE = 1000

@@ -12,21 +12,21 @@ import numpy as np
 import pytest
 
 from pose_pipeline.engines.phalp.convert import smpl_body_model
-from pose_pipeline.schema import (
-    BodyModel,
-    CameraModel,
-    EngineInfo,
-    Frame,
-    Person,
-    Processing,
-    ResultHeader,
-    SmplParams,
-    TrackingResult,
-    VideoInfo,
-    summarize_tracks,
-)
-from pose_pipeline.serialize import NpzWriter, dumps_json, read_json, read_npz
-from pose_pipeline.smoothing import PRESETS, smooth_frames
+from pose_pipeline.results.schema import (
+                                          BodyModel,
+                                          CameraModel,
+                                          EngineInfo,
+                                          Frame,
+                                          Person,
+                                          Processing,
+                                          ResultHeader,
+                                          SmplParams,
+                                          TrackingResult,
+                                          VideoInfo,
+                                          summarize_tracks,
+                                          )
+from pose_pipeline.results.writers import NpzWriter, dumps_json, read_json, read_npz
+from pose_pipeline.results.smoothing import PRESETS, smooth_frames
 
 V, F, FPS = 6890, 13776, 30.0
 _rng = np.random.default_rng(4)

@@ -32,15 +32,15 @@ import httpx
 import numpy as np
 import pytest
 
-from pose_pipeline.api import create_app
-from pose_pipeline.clips import BIKES, clip
+from pose_pipeline.api.app import create_app
+from pose_pipeline.assets.clips import BIKES, clip
 from pose_pipeline.config import Settings
 from pose_pipeline.engines.blazepose import BlazePoseEngine
 from pose_pipeline.engines.blazepose.models import MODELS, default_models_dir
-from pose_pipeline.overlay_style import BONES, track_color
-from pose_pipeline.schema import TrackingResult
-from pose_pipeline.service import JobService
-from pose_pipeline.stages import LocalStages
+from pose_pipeline.render.palette import BONES, track_color
+from pose_pipeline.results.schema import TrackingResult
+from pose_pipeline.api.service import JobService
+from pose_pipeline.jobs.stages import LocalStages
 from pose_pipeline.video import ChunkDecoder, DecodeOptions, probe
 
 from support.api import wait_job
@@ -349,7 +349,7 @@ TEN_MINUTES = {"fps": 2}  # sampled at 2 fps: 1200 result frames, five pages of 
 def long_job(tmp_path_factory) -> Iterator[ServedJob]:
     """A job of a 10-minute video of walking figures (a minute of them, ten times over), with
     the motion engine, whose figures are its ground truth."""
-    from pose_pipeline import synthetic
+    from pose_pipeline.assets import synthetic
 
     tmp = tmp_path_factory.mktemp("viewer-long")
     settings = Settings.from_dict({"engine": {"name": "motion"}, "store": {"root": str(tmp / "store")},

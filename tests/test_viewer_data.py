@@ -12,9 +12,9 @@ import pytest
 from real_jobs import bikes_window
 
 from pose_pipeline import viewer
-from pose_pipeline.media_tokens import MediaTokens
-from pose_pipeline.schema import Frame, summarize_tracks
-from pose_pipeline.serialize import JsonWriter
+from pose_pipeline.api.media_tokens import MediaTokens
+from pose_pipeline.results.schema import Frame, summarize_tracks
+from pose_pipeline.results.writers import JsonWriter
 from pose_pipeline.viewer.data import MAX_PAGE_FRAMES, FrameIndex, TimelineTally, timeline_of
 
 

@@ -1,4 +1,3 @@
-from .base import ChunkOutput, Engine, Session, VideoSpec
-from .registry import BUILTIN_ENGINES, EngineRegistry
-
-__all__ = ["BUILTIN_ENGINES", "ChunkOutput", "Engine", "EngineRegistry", "Session", "VideoSpec"]
+"""Engines: the interface every engine implements (``base``), the registry that builds one by name
+(``registry``), the engines themselves, and what they share (GPU placement, adaptive batches,
+``tracking/``). Importing the package loads none of them."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from ..schema import BodyModel, CameraModel, EngineInfo, Frame, Person
+from ..results.schema import BodyModel, CameraModel, EngineInfo, Frame, Person
 from ..video import FrameChunk
 
 

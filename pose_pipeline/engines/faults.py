@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InvalidOption
-from ..schema import BodyModel, CameraModel, EngineInfo
+from ..results.schema import BodyModel, CameraModel, EngineInfo
 from ..video import FrameChunk
 from .base import ChunkOutput, Engine, Session, VideoSpec
 

@@ -14,10 +14,10 @@ from collections.abc import Iterable
 import numpy as np
 
 from ..errors import InternalError
-from ..schema import Frame, Person
+from ..results.schema import Frame, Person
 from ..video import FrameChunk
 from .base import ChunkOutput, Session, VideoSpec
-from .tracker import Detections, Tracker
+from .tracking.tracker import Detections, Tracker
 
 
 class FramewiseSession(Session):

@@ -17,7 +17,7 @@ import numpy as np
 from ..config import Limits
 from ..errors import (CorruptVideo, DurationTooLong, EmptyUpload, FileTooLarge, NoVideoStream, ResolutionTooLarge,
                       StillImage, UnsupportedCodec)
-from ..schema import VideoInfo
+from ..results.schema import VideoInfo
 from .containers import (REORDER_WINDOW, check_not_cut_off, container_name, indexed_frames, open_media, read_head,
                          stream_duration, video_stream)
 

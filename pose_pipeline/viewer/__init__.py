@@ -9,7 +9,7 @@ token when it loads a page or a script. The page reads everything else through t
 the token it asks for (viewer.js documents the endpoints it calls).
 
 ``data`` has what those endpoints send (frames by range, the track timeline); the media
-tokens for the <video> element are in ``pose_pipeline.media_tokens``.
+tokens for the <video> element are in ``pose_pipeline.api.media_tokens``.
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ..result_stream import ResultStream
-from ..schema import Frame, ResultHeader, TrackSummary
+from ..results.json_stream import ResultStream
+from ..results.schema import Frame, ResultHeader, TrackSummary
 
 #: The most frames one ``page`` returns: the page asks for 256 at a time.
 MAX_PAGE_FRAMES = 1000

@@ -1,5 +1,5 @@
 """What the viewer's endpoints read of a job in the store (``JobService`` calls it; the routes
-are in pose_pipeline/api.py): frames of the result by range, the track timeline, the uploaded
+are in pose_pipeline/api/app.py): frames of the result by range, the track timeline, the uploaded
 video, and the media tokens that stand in for the bearer token on the video's URL.
 
 Each answer is bounded by the request, not by the video: the frames come from the result
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import JobNotFinished, JobNotFound, Unauthorized
-from ..media_tokens import MediaTokens
-from ..store import JobRecord, JobState, JobStore
-from ..views import FramesPage, MediaTokenView, Timeline
+from ..api.media_tokens import MediaTokens
+from ..jobs.store import JobRecord, JobState, JobStore
+from ..api.schemas import FramesPage, MediaTokenView, Timeline
 from .data import FrameIndex, load_index, load_timeline
 
 #: Media types of the containers a browser's <video> element may play. A QuickTime file is

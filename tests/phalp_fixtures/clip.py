@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pose_pipeline import synthetic
+from pose_pipeline.assets import synthetic
 from pose_pipeline.video import ChunkDecoder, DecodeOptions, probe
 
 FRAMES, SIZE, FPS = 10, (320, 180), 10.0

@@ -10,7 +10,7 @@ a virtual environment of its own, never the project's:
     /tmp/mediapipe-venv/bin/python tests/reference/mediapipe_landmarks.py \
         ~/.cache/pose-pipeline/clips/carphone_pristine.mp4 tests/data/mediapipe_carphone.json
 
-(``python -c "from pose_pipeline.clips import clip, CARPHONE; print(clip(CARPHONE))"`` in
+(``python -c "from pose_pipeline.assets.clips import clip, CARPHONE; print(clip(CARPHONE))"`` in
 the project's environment fetches the clip.)
 """
 

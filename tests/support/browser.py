@@ -17,8 +17,8 @@ from typing import Any
 import av
 import numpy as np
 
-from pose_pipeline.overlay_style import track_color
-from pose_pipeline.schema import TrackingResult
+from pose_pipeline.render.palette import track_color
+from pose_pipeline.results.schema import TrackingResult
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pose_pipeline.engines.base import ChunkOutput
-from pose_pipeline.schema import Person
+from pose_pipeline.results.schema import Person
 
 
 def collect(outputs: list[ChunkOutput], holdback_frames: int) -> list[dict[int, Person]]:

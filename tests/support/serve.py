@@ -26,9 +26,9 @@ import ray
 from ray import serve
 
 from deployments.app import compose
-from pose_pipeline.chunks import ChunkTask
+from pose_pipeline.jobs.messages import ChunkTask
 from pose_pipeline.options import JobOptions
-from pose_pipeline.store import JobRecord, JobState, LocalJobStore, new_job_id
+from pose_pipeline.jobs.store import JobRecord, JobState, LocalJobStore, new_job_id
 from pose_pipeline.video import DecodeCursor, DecodeOptions, probe
 
 from .api import is_ready, offline_result, part_files, spool_files, submit, wait_job, wait_until

@@ -22,8 +22,9 @@ from scipy.spatial.transform import Rotation
 from pose_pipeline.engines.base import ChunkOutput, Engine, Session, VideoSpec
 from pose_pipeline.engines.motion import MotionEngine
 from pose_pipeline.engines.phalp.convert import full_frame_camera, project, smpl_body_model
-from pose_pipeline.export.skeleton import HMR2_SMPL_ROWS, SMPL_PARENTS, global_rotations, mean_rest_joints, offsets
-from pose_pipeline.schema import BodyModel, CameraModel, EngineInfo, Person, SmplParams
+from pose_pipeline.results.export.skeleton import (HMR2_SMPL_ROWS, SMPL_PARENTS, global_rotations, mean_rest_joints,
+                                                   offsets)
+from pose_pipeline.results.schema import BodyModel, CameraModel, EngineInfo, Person, SmplParams
 from pose_pipeline.video import FrameChunk
 
 VERTICES, FACES, JOINTS = 6890, 13776, 44

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pose_pipeline import synthetic
+from pose_pipeline.assets import synthetic
 from pose_pipeline.config import Settings
 from pose_pipeline.engines.motion import MotionEngine
 from pose_pipeline.pipeline import JobOptions, track_file
-from pose_pipeline.serialize import ResultFiles
+from pose_pipeline.results.writers import ResultFiles
 
 #: Small demo videos: three people walking to and fro; the motion engine finds several tracks.
 DEMO_SIZE = (240, 136)

@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 
 from ...errors import InternalError
-from ...schema import EngineInfo, Person
-from ...wheels import sha256_of
+from ...results.schema import EngineInfo, Person
+from ...assets.wheels import sha256_of
 from ..base import Engine, VideoSpec
 from ..framewise import FramewiseSession
 from ..state_codec import StateFormat
-from ..tracker import Detections, TrackerOptions, track_from_state, track_to_state
+from ..tracking.tracker import Detections, TrackerOptions, track_from_state, track_to_state
 from .detector import INPUT_SIZE as DETECTOR_INPUT
 from .detector import NUM_ANCHORS, PoseDetector
 from .geometry import Roi

@@ -1,7 +1,7 @@
 """The two BlazePose model files: where they are, checking them, fetching them.
 
 The files (Apache 2.0) are the ones Google ships inside the ``mediapipe`` 0.10.21 wheel;
-``MODELS.fetch`` takes them out of that wheel (``pose_pipeline.wheels``), with its licence
+``MODELS.fetch`` takes them out of that wheel (``pose_pipeline.assets.wheels``), with its licence
 and a notice that says where they come from. mediapipe itself is never installed or
 imported, and nothing is fetched from a model hub. An operator may instead point the engine
 at files of their own: those are checked by their tensors when they load, not by hash.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import EngineUnavailable
-from ...wheels import PinnedWheel, WheelFile, cache_dir, sha256_of, write_atomically
+from ...assets.wheels import PinnedWheel, WheelFile, cache_dir, sha256_of, write_atomically
 
 FETCH_COMMAND = "pose-pipeline models fetch"
 

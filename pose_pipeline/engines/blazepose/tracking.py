@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from ...schema import Person
+from ...results.schema import Person
 from ..boxes import box_area, box_iou
-from ..tracker import UNMATCHABLE, Detections, Track, Tracker
+from ..tracking.tracker import UNMATCHABLE, Detections, Track, Tracker
 
 #: Keypoint similarity's falloff, as a fraction of the box's size: a joint this far from
 #: where it was counts exp(-1/2). Per-frame motion of a walking person is well inside it.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..boxes import box_area, intersection_area
-from ..kalman import box_to_measurement, kalman_initiate
-from ..tracker import Track, Tracker, TrackerOptions
+from ..tracking.kalman import box_to_measurement, kalman_initiate
+from ..tracking.tracker import Track, Tracker, TrackerOptions
 from .options import MotionOptions
 
 _SIZE_JUMP = 0.3  # relative change of width or height that is a blob splitting or joining

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...schema import EngineInfo
+from ...results.schema import EngineInfo
 from ..base import Engine, VideoSpec
 from .options import MotionOptions
 from .session import ENGINE_VERSION, MotionSession

@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from scipy import ndimage
 
-from ...schema import Person
-from ..tracker import Detections
+from ...results.schema import Person
+from ..tracking.tracker import Detections
 from .options import MotionOptions
 
 # Frames shrunk per batch: bounds the float32 working copies of a chunk (two batches at a

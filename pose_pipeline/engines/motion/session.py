@@ -11,7 +11,7 @@ import numpy as np
 from ..base import VideoSpec
 from ..framewise import FramewiseSession
 from ..state_codec import StateFormat
-from ..tracker import Detections, track_from_state, track_to_state
+from ..tracking.tracker import Detections, track_from_state, track_to_state
 from .blobs import BlobTracker
 from .foreground import ForegroundModel, shrink_factor, shrunk_frames
 from .options import MotionOptions

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ...schema import BodyModel, CameraModel, Person, SmplParams
+from ...results.schema import BodyModel, CameraModel, Person, SmplParams
 
 #: Upstream constants (phalp.configs.base: EXTRA.FOCAL_LENGTH, render.res).
 UPSTREAM_FOCAL = 5000.0

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ...errors import EngineUnavailable, GpuOutOfMemory, InvalidOption
-from ...schema import BodyModel, CameraModel, EngineInfo, Frame, Person
+from ...results.schema import BodyModel, CameraModel, EngineInfo, Frame, Person
 from ...video import FrameChunk
 from ..base import ChunkOutput, Engine, Session, VideoSpec
 from .. import gpu
