@@ -378,14 +378,14 @@ def test_the_offline_cli_names_a_bvh_result_by_what_it_holds(monkeypatch, video,
                                                              tracks):
     """``pose-pipeline track -o x.bvh``: one track's BVH, or the zip of several as x.zip (the
     CLI's own code, with the stand-in as the configured phalp engine)."""
-    from pose_pipeline.cli.main import main as cli
+    from pose_pipeline.cli.main import main
     from pose_pipeline.engines.registry import EngineRegistry
 
     monkeypatch.setenv("POSE_PIPELINE_ENGINE__NAME", "phalp")
     monkeypatch.setenv("POSE_PIPELINE_DECODE__MAX_SIDE", "null")
     monkeypatch.setattr(EngineRegistry, "create", lambda self, name, options=None: SmplStandIn())
     source = one_person if tracks == 1 else video
-    assert cli.main(["track", str(source), "-o", str(tmp_path / output), "--smooth", "light"]) == 0
+    assert main(["track", str(source), "-o", str(tmp_path / output), "--smooth", "light"]) == 0
     written = sorted(p.name for p in tmp_path.iterdir())
     stem = output.rsplit(".", 1)[0]
     if tracks == 1:

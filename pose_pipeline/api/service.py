@@ -131,15 +131,15 @@ class JobService:
 
     # --- requests --------------------------------------------------------------------------
 
-    def authorize(self, authorization: str) -> None:
-        """Check an ``Authorization`` header against ``auth.tokens`` (none: anyone)."""
+    def authorize(self, token: str | None) -> None:
+        """Check a request's bearer token (None: it sent none) against ``auth.tokens`` (none
+        configured: anyone)."""
         tokens = self.settings.auth.tokens
         if not tokens:
             return
-        scheme, _, token = authorization.partition(" ")
         # As bytes: compare_digest refuses str with non-ASCII characters, which a header may hold.
-        given = token.encode("utf-8", "surrogateescape")
-        if scheme.lower() != "bearer" or not any(hmac.compare_digest(given, t.encode()) for t in tokens):
+        given = (token or "").encode("utf-8", "surrogateescape")
+        if token is None or not any(hmac.compare_digest(given, t.encode()) for t in tokens):
             raise Unauthorized("missing or invalid bearer token (Authorization: Bearer <token>)")
 
     def admit(self) -> None:
@@ -260,13 +260,13 @@ class JobService:
     def media_token(self, job_id: str) -> MediaTokenView:
         return self.viewer.media_token(self.store.get(job_id))
 
-    def video(self, job_id: str, authorization: str, media_token: str | None) -> VideoFile:
+    def video(self, job_id: str, token: str | None, media_token: str | None) -> VideoFile:
         """The job's upload for a request that has the bearer token, or instead (a browser's
         <video> element cannot send headers) a media token of this job. Without auth, anyone."""
         if media_token is not None and self.settings.auth.tokens:
             self.viewer.check_media_token(media_token, job_id)
         else:
-            self.authorize(authorization)
+            self.authorize(token)
         return self.viewer.video(self.store.get(job_id))
 
     async def wait(self, job_id: str) -> JobRecord:
