@@ -129,11 +129,14 @@ def run_ours(frames_path: str, spec: dict[str, Any], out: str) -> dict[str, Any]
     import torch
 
     from pose_pipeline.engines.base import VideoSpec
-    from pose_pipeline.engines.gpu import StageMeter
+    from pose_pipeline.engines.gpu import StageMeter, cap_memory
     from pose_pipeline.engines.phalp import PhalpEngine
     from pose_pipeline.video.decode import DecodeCursor, FrameChunk
 
     frames = np.load(frames_path)
+    fraction = None
+    if spec.get("cuda_memory_fraction"):  # as a Tracking replica does with tracking.cuda_memory_fraction
+        fraction = cap_memory(torch.device("cuda"), spec["cuda_memory_fraction"])
     started = time.perf_counter()
     engine = PhalpEngine(**spec["options"])
     startup = time.perf_counter() - started
@@ -162,7 +165,7 @@ def run_ours(frames_path: str, spec: dict[str, Any], out: str) -> dict[str, Any]
     memory = {}
     if cuda:  # what the card gives this process: the allocator's reserve and the rest (context, libraries)
         memory = {"reserved_bytes": torch.cuda.memory_reserved(), "process_bytes": process_gpu_bytes()}
-    return {"seconds": seconds, "peak_bytes": peak, "memory_fraction": engine.memory_fraction,
+    return {"seconds": seconds, "peak_bytes": peak, "memory_fraction": fraction,
             "gpu_memory": memory, "batch_limits": session.batch_limits}
 
 
@@ -284,13 +287,13 @@ def main() -> None:
     report["ours"], report["comparison"] = {}, {}
     for name in configs:
         options = cache.engine_options(device=args.device, detector=args.detector, **TRACKING, **CONFIGS[name])
+        spec: dict[str, Any] = {"options": options, "fps": fps, "chunk_frames": args.chunk_frames}
         if name == "8gb" and args.device == "cuda":
             import torch
 
             total = torch.cuda.get_device_properties(0).total_memory
-            options["cuda_memory_fraction"] = (args.card_gib - args.reserve_gib) * 2**30 / total
+            spec["cuda_memory_fraction"] = (args.card_gib - args.reserve_gib) * 2**30 / total
         log(f"ours, {name} ...")
-        spec = {"options": options, "fps": fps, "chunk_frames": args.chunk_frames}
         result = child([sys.executable, __file__, "--ours", str(work / "frames.npy"), json.dumps(spec),
                         str(work / f"ours-{name}.pkl")], env)
         with open(work / f"ours-{name}.pkl", "rb") as f:

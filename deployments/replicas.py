@@ -16,11 +16,11 @@ import json
 import os
 import re
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+from pose_pipeline.files import write_atomically
 
 #: A report older than this is of a replica that stopped reporting (dead, or its node lost).
 FRESH_S = 60.0
@@ -53,9 +53,7 @@ class ReplicaBoard:
 
     def record(self, report: ReplicaReport) -> None:
         path = self._path(report.deployment, report.replica)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        tmp.write_text(report.model_dump_json())
-        os.replace(tmp, path)
+        write_atomically(path, report.model_dump_json())
 
     def reports(self, deployment: str, now: float | None = None, fresh_s: float = FRESH_S) -> list[ReplicaReport]:
         """The fresh reports of ``deployment``'s replicas, newest first."""

@@ -21,6 +21,7 @@ from typing import IO, Any
 import httpx
 
 from .errors import UploadConflict, from_dict
+from .files import atomic_write
 from .api.schemas import JobList, JobView, UploadView
 
 _UPLOAD_PIECE = 1024 * 1024
@@ -154,11 +155,9 @@ class Client:
             if response.status_code != 200:
                 response.read()
                 _json(response)
-            partial = dest.with_name(dest.name + ".partial")
-            with open(partial, "wb") as out:
+            with atomic_write(dest) as out:
                 for piece in response.iter_bytes(_UPLOAD_PIECE):
                     out.write(piece)
-            os.replace(partial, dest)
         return dest
 
     def cancel(self, job_id: str) -> JobView:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ..errors import InvalidOption
 from ..jobs.store import JobRecord, JobState
+from ..files import compact_json
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -66,7 +67,7 @@ def _states(value: str | None) -> tuple[JobState, ...]:
 
 def encode_cursor(record: JobRecord) -> str:
     """The cursor of the page after ``record``."""
-    raw = json.dumps([record.created_at, record.id], separators=(",", ":")).encode()
+    raw = compact_json([record.created_at, record.id]).encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import EmptyUpload, FileTooLarge, PartTooLarge, UploadConflict, UploadNotFound
+from ..files import compact_json, write_atomically
+from .uploads import too_large
 
 _ID = re.compile(r"[0-9a-f]{32}")
 
@@ -57,9 +59,7 @@ class PartUploads:
         upload_id = uuid.uuid4().hex
         self._data(upload_id).touch()
         meta = {"filename": os.path.basename(filename), "size": size, "created_at": time.time()}
-        partial = self._meta(upload_id).with_suffix(".json.partial")
-        partial.write_text(json.dumps(meta))
-        os.replace(partial, self._meta(upload_id))
+        write_atomically(self._meta(upload_id), compact_json(meta))
         return self.get(upload_id)
 
     def get(self, upload_id: str) -> PartialUpload:
@@ -163,8 +163,7 @@ def _past_limit(limit: int, announced: int | None, max_bytes: int) -> FileTooLar
     if announced is not None and limit == announced < max_bytes:
         return FileTooLarge(f"the parts add up to more than the announced size of {announced} bytes",
                             limit_bytes=announced)
-    return FileTooLarge(f"the upload is larger than the limit of {max_bytes} bytes (limits.max_upload_bytes)",
-                        limit_bytes=max_bytes)
+    return too_large(max_bytes)
 
 
 def _checked(upload_id: str) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..config import Settings
-from ..errors import (FileTooLarge, InvalidOption, InvalidRequest, JobNotFinished, NotReady, PipelineError,
+from ..errors import (FileTooLarge, InvalidOption, InvalidRequest, NotReady, PipelineError,
                       Unauthorized, UnsupportedCodec)
 from ..engines.registry import provides_smpl
 from ..jobs.runner import DeathCause, JobObserver, JobRunner, Stages
@@ -295,12 +295,7 @@ class JobService:
 
     def result_of(self, record: JobRecord, fmt: str) -> ResultFile:
         """The result file of a succeeded job; ``JobNotFinished`` for any other."""
-        if record.state is not JobState.succeeded:
-            if record.state.terminal:
-                raise JobNotFinished(f"the job ended {record.state.value}; it has no result",
-                                     state=record.state.value, job_error=record.error)
-            raise JobNotFinished(f"the job is {record.state.value}; poll it or follow its events",
-                                 state=record.state.value)
+        record.require_succeeded()
         if fmt not in record.results:
             raise InvalidOption(f"format {fmt!r} was not requested for this job; available: "
                                 f"{', '.join(record.results) or 'none'}", option="format")

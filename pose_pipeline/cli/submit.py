@@ -4,7 +4,6 @@ result (``pose_pipeline.client``); ``pose-pipeline jobs``: the service's jobs, n
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .common import EXIT_BAD_INPUT, EXIT_FAILURE, add_job_options, job_options, no_such_file
+from ..files import compact_json
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -106,7 +106,7 @@ def _jobs(args: argparse.Namespace) -> int:
         return _unreachable(args.url, exc)
     if args.json:
         for job in page.jobs:
-            print(json.dumps(job.to_json(), separators=(",", ":")))
+            print(compact_json(job.to_json()))
     else:
         print(f"{'JOB':32}  {'STATE':9}  {'STAGE':11}  {'DONE':>5}  {'CREATED':19}  FILENAME")
         for job in page.jobs:

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Hashable
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +28,7 @@ from .memguard import MemoryGuard
 from ..render.overlay import EncoderOptions, OverlayStats, Tee, render_overlay
 from ..pipeline import make_header, video_spec
 from ..results.writers import RENDERED_FORMATS, ResultFiles
+from .cache import LruCache
 from .store import JobRecord, JobStore, open_store
 from ..video import ChunkDecoder, VideoProbe, probe
 from ..viewer.data import TimelineTally, write_viewer_files
@@ -46,18 +45,16 @@ class _Closable(Protocol):
 T = TypeVar("T", bound=_Closable)
 
 
-class _LruCache(Generic[T]):
-    """A few open decoders or sessions, keyed by job id; closes what it evicts."""
+class _Positioned(Generic[T]):
+    """Open decoders or sessions by job id, each valid at one chunk position; closes what it
+    evicts and what is asked for at another position."""
 
     def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[Hashable, tuple[int, T]] = OrderedDict()
-        self._lock = threading.Lock()  # replicas run requests in worker threads
+        self._cache: LruCache[Hashable, tuple[int, T]] = LruCache(size, on_evict=lambda entry: entry[1].close())
 
     def take(self, key: Hashable, position: int) -> T | None:
         """The item for ``key`` if it is at ``position``; a mismatched one is closed."""
-        with self._lock:
-            entry = self._items.pop(key, None)
+        entry = self._cache.pop(key)
         if entry is None:
             return None
         if entry[0] == position:
@@ -66,17 +63,10 @@ class _LruCache(Generic[T]):
         return None
 
     def put(self, key: Hashable, position: int, item: T) -> None:
-        with self._lock:
-            self._items[key] = (position, item)
-            evicted = [self._items.popitem(last=False)[1][1] for _ in range(len(self._items) - self._size)]
-        for old in evicted:
-            old.close()
+        self._cache.put(key, (position, item))
 
     def clear(self) -> None:
-        with self._lock:
-            items, self._items = list(self._items.values()), OrderedDict()
-        for _, item in items:
-            item.close()
+        self._cache.clear()
 
 
 class DecodeStage:
@@ -91,7 +81,7 @@ class DecodeStage:
         self.store = store
         self.reuse_buffer = reuse_buffer
         self.threads = threads
-        self._decoders: _LruCache[ChunkDecoder] = _LruCache(cache_size)
+        self._decoders: _Positioned[ChunkDecoder] = _Positioned(cache_size)
 
     def decode(self, task: ChunkTask) -> DecodedChunk:
         started = time.perf_counter()
@@ -125,7 +115,7 @@ class TrackingStage:
         self.engine = engine
         self.store = store
         self.guard = guard or MemoryGuard(None)
-        self._sessions: _LruCache[Session] = _LruCache(cache_size)
+        self._sessions: _Positioned[Session] = _Positioned(cache_size)
 
     def track(self, decoded: DecodedChunk) -> TrackedChunk:
         task, chunk = decoded.task, decoded.chunk

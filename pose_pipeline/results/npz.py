@@ -24,6 +24,7 @@ from typing import IO, Any
 import numpy as np
 
 from .schema import Frame, Person, ResultHeader, SmplParams, TrackingResult, TrackSummary
+from ..files import compact_json
 
 #: Optional per-person arrays, stored per track, with the shape of one entry.
 OPTIONAL_FIELDS = {"global_orient": (3,), "body_pose": (23, 3), "betas": (10,), "translation": (3,)}
@@ -35,10 +36,6 @@ VERTEX_FIELD = "vertices"
 RAW_FIELDS = ("bbox", "joints_2d", "joints_3d", "translation", "global_orient", "body_pose", "betas", "vertices")
 #: Rows of NaN written at a time when a track's optional array starts late.
 _BLANK_ROWS = 1024
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False)
 
 
 @dataclass
@@ -187,8 +184,8 @@ class NpzWriter:
 
     def end(self, tracks: Iterable[TrackSummary]) -> None:
         assert self._header is not None
-        small = {"meta": np.array(_dumps(self._header.to_dict())),
-                 "tracks": np.array(_dumps([t.to_dict() for t in tracks]))}
+        small = {"meta": np.array(compact_json(self._header.to_dict())),
+                 "tracks": np.array(compact_json([t.to_dict() for t in tracks]))}
         names = ("frame_index", "frame_source_index", "frame_time")
         try:
             with zipfile.ZipFile(self._fp, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:

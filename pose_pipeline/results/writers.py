@@ -15,6 +15,7 @@ from .export.bvh import BvhWriter, is_zip
 from .npz import NpzWriter, read_npz
 from ..options import FORMATS
 from .schema import Frame, ResultHeader, TrackingResult, TrackSummary
+from ..files import compact_json
 
 __all__ = ["FORMATS", "MEDIA_TYPES", "RENDERED_FORMATS", "JsonWriter", "MemoryWriter", "NpzWriter", "ResultFiles",
            "ResultWriter", "dumps_json", "read_json", "read_npz", "read_result", "result_media"]
@@ -43,10 +44,6 @@ class ResultWriter(Protocol):
     def end(self, tracks: Iterable[TrackSummary]) -> None: ...
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False)
-
-
 class JsonWriter:
     """Streams the JSON document to ``fp``: header fields, then frames, then tracks."""
 
@@ -58,14 +55,14 @@ class JsonWriter:
     def begin(self, header: ResultHeader) -> None:
         # The mesh only on request (include=json_vertices): it is most of the document's size.
         self._vertices = header.json_vertices
-        self._fp.write(_dumps(header.to_dict(faces=self._vertices))[:-1] + ',"frames":[')
+        self._fp.write(compact_json(header.to_dict(faces=self._vertices))[:-1] + ',"frames":[')
 
     def frame(self, frame: Frame) -> None:
-        self._fp.write(("\n" if self._first else ",\n") + _dumps(frame.to_dict(self._vertices)))
+        self._fp.write(("\n" if self._first else ",\n") + compact_json(frame.to_dict(self._vertices)))
         self._first = False
 
     def end(self, tracks: Iterable[TrackSummary]) -> None:
-        self._fp.write('],\n"tracks":' + _dumps([t.to_dict() for t in tracks]) + "}\n")
+        self._fp.write('],\n"tracks":' + compact_json([t.to_dict() for t in tracks]) + "}\n")
 
 
 def read_json(source: str | os.PathLike | IO[str]) -> TrackingResult:

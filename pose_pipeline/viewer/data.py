@@ -28,6 +28,7 @@ import numpy as np
 
 from ..results.json_stream import ResultStream
 from ..results.schema import Frame, ResultHeader, TrackSummary
+from ..files import atomic_write, compact_json, write_atomically
 
 #: The most frames one ``page`` returns: the page asks for 256 at a time.
 MAX_PAGE_FRAMES = 1000
@@ -74,11 +75,8 @@ class FrameIndex:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the offsets (an int64 array of shape (2, frames)), atomically."""
-        path = Path(path)
-        partial = path.with_name(path.name + ".partial")
-        with open(partial, "wb") as fp:
+        with atomic_write(path) as fp:
             np.save(fp, np.stack([self._starts, self._ends]))
-        os.replace(partial, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], index: str | os.PathLike[str]) -> FrameIndex:
@@ -180,9 +178,7 @@ def write_viewer_files(directory: str | os.PathLike[str], result_json: str | os.
     """Once the result JSON is published: the timeline (as ``timeline`` tallied the result's
     frames) and the frame index, beside it in ``directory``."""
     directory = Path(directory)
-    partial = directory / (TIMELINE_FILE + ".partial")
-    partial.write_text(json.dumps(timeline.body(), separators=(",", ":")))
-    os.replace(partial, directory / TIMELINE_FILE)
+    write_atomically(directory / TIMELINE_FILE, compact_json(timeline.body()))
     FrameIndex.build(result_json).save(directory / INDEX_FILE)
 
 

@@ -9,13 +9,12 @@ the timeline from its own small file, the video as a file response (ranges inclu
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import JobNotFinished, JobNotFound, Unauthorized
 from ..api.media_tokens import MediaTokens
+from ..jobs.cache import LruCache
 from ..jobs.store import JobRecord, JobState, JobStore
 from ..api.schemas import FramesPage, MediaTokenView, Timeline
 from .data import FrameIndex, load_index, load_timeline
@@ -41,8 +40,7 @@ class ViewerReader:
     def __init__(self, store: JobStore, tokens: MediaTokens) -> None:
         self.store = store
         self.tokens = tokens
-        self._indexes: OrderedDict[str, tuple[tuple[int, int], FrameIndex]] = OrderedDict()
-        self._lock = threading.Lock()  # frames are read in worker threads
+        self._indexes: LruCache[str, tuple[tuple[int, int], FrameIndex]] = LruCache(INDEX_CACHE)
 
     # --- result data -----------------------------------------------------------------------
 
@@ -58,7 +56,7 @@ class ViewerReader:
 
     def _result_json(self, record: JobRecord) -> Path:
         """The job's result JSON (written for every succeeded job, whatever its formats)."""
-        _require_success(record)
+        record.require_succeeded()
         path = self.store.result_path(record.id, "json")
         if not path.exists():
             raise JobNotFound(f"the files of job {record.id} were deleted (DELETE); its record stays until it "
@@ -68,16 +66,11 @@ class ViewerReader:
     def _index(self, job_id: str, result: Path) -> FrameIndex:
         stat = result.stat()
         key = (stat.st_mtime_ns, stat.st_size)  # a result written again gets a new index
-        with self._lock:
-            cached = self._indexes.get(job_id)
-            if cached is not None and cached[0] == key:
-                self._indexes.move_to_end(job_id)
-                return cached[1]
+        cached = self._indexes.get(job_id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         index = load_index(result.parent, result)
-        with self._lock:
-            self._indexes[job_id] = (key, index)
-            while len(self._indexes) > INDEX_CACHE:
-                self._indexes.popitem(last=False)
+        self._indexes.put(job_id, (key, index))
         return index
 
     # --- the video -------------------------------------------------------------------------
@@ -104,13 +97,3 @@ class ViewerReader:
         if not self.tokens.verify(token, job_id, _SCOPE):
             raise Unauthorized("the media token is not valid for this job's video, or it has expired: ask "
                                "POST /v1/jobs/{id}/media-token for a new one")
-
-
-def _require_success(record: JobRecord) -> None:
-    if record.state is JobState.succeeded:
-        return
-    if record.state.terminal:
-        raise JobNotFinished(f"the job ended {record.state.value}; it has no result to view",
-                             state=record.state.value, job_error=record.error)
-    raise JobNotFinished(f"the job is {record.state.value}; its result can be viewed once it has succeeded",
-                         state=record.state.value)

@@ -5,7 +5,6 @@ The upload endpoints read the body and the options (any query parameter) themsel
 a video is streamed to disk, never held, and unknown options are refused by name.
 """
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +20,7 @@ from ..responses import base_url, content_length, error_json, file_response, job
 from ..schemas import JobList, JobView
 from ..service import JobService
 from ..uploads import Upload
+from ...files import compact_json
 
 router = APIRouter()
 
@@ -80,7 +80,7 @@ async def events(service: Service, job_id: str, request: Request) -> StreamingRe
             if view is None:
                 yield ": keep-alive\n\n"
             else:
-                yield f"event: status\ndata: {json.dumps(view.to_json(), separators=(',', ':'))}\n\n"
+                yield f"event: status\ndata: {compact_json(view.to_json())}\n\n"
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import EngineUnavailable
-from ...assets.wheels import PinnedWheel, WheelFile, cache_dir, sha256_of, write_atomically
+from ...assets.wheels import PinnedWheel, WheelFile, cache_dir, sha256_of
+from ...files import write_atomically
 
 FETCH_COMMAND = "pose-pipeline models fetch"
 

@@ -53,7 +53,6 @@ class PhalpEngine(Engine):
         self.paths = self.options.weight_paths()
         self.paths.check()  # every missing file in one message, before any loading
         self.device = gpu.select_device(self.options.device)
-        self.memory_fraction = gpu.cap_memory(self.device, self.options.cuda_memory_fraction)
         self.model = build_model(self.up, neural_renderer, self.options, self.paths, self.device)
         self.detector = PersonDetector(
             self.options.detector, self.paths.detector_weights, self.device, self.options.detection_threshold,

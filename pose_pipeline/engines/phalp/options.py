@@ -50,7 +50,7 @@ class PhalpOptions:
     include_undetected: bool = True
     # --- device
     device: str | None = None  # "cuda" (Ray's device) or "cpu"; None: cuda when available
-    cuda_memory_fraction: float | None = None  # None: the replica's Ray num_gpus when < 1
+    # (the CUDA memory cap is the replica's: tracking.cuda_memory_fraction)
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> PhalpOptions:

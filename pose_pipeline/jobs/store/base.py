@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
+from ...errors import JobNotFinished
 from ...options import JobOptions
 from ...video import DecodeCursor, DecodeOptions, VideoProbe
 from ..state import JobState
@@ -53,6 +54,16 @@ class JobRecord:
     #: runner taking over a job also counts attempts its dead predecessor made.
     chunk_attempts: int = 0
     results: dict[str, int] = field(default_factory=dict)  # format -> bytes
+
+    def require_succeeded(self) -> None:
+        """``JobNotFinished`` unless the job succeeded: its result is read only then."""
+        if self.state is JobState.succeeded:
+            return
+        if self.state.terminal:
+            raise JobNotFinished(f"the job ended {self.state.value}; it has no result",
+                                 state=self.state.value, job_error=self.error)
+        raise JobNotFinished(f"the job is {self.state.value}; its result is there once it has succeeded (poll "
+                             "it or follow its events)", state=self.state.value)
 
 
 _DEFAULTS = {f.name: f.default for f in fields(JobRecord) if isinstance(f.default, (int, float, str, bool))}

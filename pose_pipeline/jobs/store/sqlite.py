@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import JobNotFound
+from ...files import write_atomically
 from ...video import DecodeCursor
 from .base import _COLUMNS, JobRecord, JobState, JobStore, SqlConnection, _from_row, _to_row
 
@@ -153,8 +154,8 @@ class LocalJobStore(JobStore):
     def commit_chunk(self, job_id: str, chunk_index: int, output: bytes, state: bytes,
                      cursor: DecodeCursor, frames: int, is_last: bool) -> JobRecord:
         directory = self._dir(job_id)
-        _write_atomic(directory / "chunks" / f"{chunk_index:06d}", output)
-        _write_atomic(directory / f"state-{chunk_index + 1:06d}", state)
+        write_atomically(directory / "chunks" / f"{chunk_index:06d}", output)
+        write_atomically(directory / f"state-{chunk_index + 1:06d}", state)
         with self._connect() as db:
             db.execute(
                 "UPDATE jobs SET chunks_done = ?, frames_done = frames_done + ?, cursor = ?, decoded_all = ?, "
@@ -221,12 +222,3 @@ class LocalJobStore(JobStore):
 
     def usage_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    # A name of its own: two replicas may commit the same retried chunk at once.
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
