@@ -1,5 +1,5 @@
 """The settings tables of docs/configuration.md, generated from the models, so that the docs
-cannot drift from the code (tests/test_settings_doc.py fails when they do).
+cannot drift from the code (tests/unit/test_settings_doc.py fails when they do).
 
     python docs/settings_doc.py            # rewrite the tables in docs/configuration.md
     python docs/settings_doc.py --check    # exit 1 if they are not what the code says

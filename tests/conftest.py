@@ -2,17 +2,19 @@
 (``media``, ``contract``, ``demo``, ``api``, ``serve_tools``), local Ray clusters
 (``ray_clusters``, ``shared_cluster``) and the API in this process (``local_api``).
 
-Tiers: ``python -m pytest -m "not slow"`` is the fast one (a developer's loop, under a
-minute); ``slow`` marks tests of a second or more and everything that starts a Ray cluster
-(``serve``).
+Folders by what a test needs: ``unit/`` (the library's parts), ``api/`` (the HTTP API in this
+process, the viewer in a browser), ``engines/`` (each engine; phalp's against upstream), ``serve/``
+(local Ray clusters), ``gpu/`` (CUDA). Speed: ``python -m pytest -m "not slow"`` is the fast
+tier (a developer's loop, under a minute); ``slow`` marks tests of a second or more and
+everything that starts a Ray cluster (``serve``).
 
 Two workers run the suite (``-n 2`` in pyproject.toml). Each module runs whole in one worker,
 so that its module fixtures start once, and the modules that start Ray clusters
-(``CLUSTER_MODULES``, the ``serve`` tests) run one after another in one worker, the first work
+(tests/serve/, every ``serve`` test) run one after another in one worker, the first work
 it is given, while the other runs the rest: two clusters at once slowed each other's start-up
 and restarts up to threefold on two cores (measured), and would share the node memory
 test_node_oom's threshold is computed from. The cluster modules run in the order of
-``CLUSTER_MODULES``: those on the shared cluster first, then those that stop it for their own.
+``CLUSTER_ORDER``: those on the shared cluster first, then those that stop it for their own.
 """
 
 from __future__ import annotations
@@ -40,19 +42,20 @@ import support.videos
 _INHERITED = (ENV_PREFIX,)
 
 
-#: The modules whose tests start Ray clusters (every ``serve`` test is in one of them), in the
-#: order they run: those on the ``shared_cluster`` first, then those with clusters of their own.
-#: test_metrics first of all, on a fresh cluster: after test_faults' kills, once in four runs
-#: the metrics agent had not exported its ingress's series 60 s after its jobs (seen in CI).
-CLUSTER_MODULES = tuple(f"tests/{name}.py" for name in (
-    "test_metrics", "test_faults", "test_service", "test_multinode", "test_node_oom", "test_serve_cli"))
+#: The modules that start Ray clusters are those of tests/serve/ (every ``serve`` test is
+#: there); they run in this order: those on the ``shared_cluster`` first, then those with
+#: clusters of their own. test_metrics first of all, on a fresh cluster: after test_faults'
+#: kills, once in four runs the metrics agent had not exported its ingress's series 60 s after
+#: its jobs (seen in CI).
+CLUSTER_FOLDER = "tests/serve/"
+CLUSTER_ORDER = ("test_metrics", "test_faults", "test_service", "test_multinode", "test_node_oom", "test_serve_cli")
 CLUSTERS_SCOPE = "ray-clusters"
 
 
 def _scope(nodeid: str) -> str:
     """What one worker runs whole: all the cluster modules together, else one module."""
     module = nodeid.split("::")[0]
-    return CLUSTERS_SCOPE if module in CLUSTER_MODULES else module
+    return CLUSTERS_SCOPE if module.startswith(CLUSTER_FOLDER) else module
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -72,14 +75,16 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The cluster modules last, in the order of ``CLUSTER_MODULES``; a serve test outside them
-    would run beside them: refused."""
+    """The cluster modules last, in the order of ``CLUSTER_ORDER``; a serve test outside
+    tests/serve/ would run beside them: refused."""
     strays = [item.nodeid for item in items
               if item.get_closest_marker("serve") and _scope(item.nodeid) != CLUSTERS_SCOPE]
     if strays:
-        raise pytest.UsageError(f"serve tests outside conftest.CLUSTER_MODULES: {strays}")
-    rank = {module: i for i, module in enumerate(CLUSTER_MODULES, start=1)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], 0))  # stable: the rest keep their order
+        raise pytest.UsageError(f"serve tests outside {CLUSTER_FOLDER}: {strays}")
+    rank = {f"{CLUSTER_FOLDER}{name}.py": i for i, name in enumerate(CLUSTER_ORDER, start=1)}
+    last = len(rank) + 1  # a cluster module not in the order: after the others
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], last if _scope(item.nodeid) == CLUSTERS_SCOPE
+                                         else 0))  # stable: the rest keep their order
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
 """What the overlay draws and in which colour: the track palette and the bone lists of each
 joint format. Shared with the viewer page (``pose_pipeline/viewer/overlay.js`` implements the
-same formula and lists; tests/test_viewer_browser.py checks that they agree).
+same formula and lists; tests/api/test_viewer_browser.py checks that they agree).
 
 Track colour, from the id alone (integers only, so that Python and JavaScript give the same
 bytes): ``hue = id * 137 mod 360`` (137 degrees is close to the golden angle, so consecutive

@@ -1,6 +1,6 @@
 """The library's app served over real HTTP in this process: uvicorn in a thread, on a free
 loopback port, with the app's lifespan (so the job service and its runner run). For what a
-``TestClient`` cannot be: a browser's peer (tests/test_viewer_browser.py)."""
+``TestClient`` cannot be: a browser's peer (tests/api/test_viewer_browser.py)."""
 
 from __future__ import annotations
 

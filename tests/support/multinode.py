@@ -1,7 +1,7 @@
 """A Ray cluster of several nodes on one machine, started as a real one is: ``ray start
 --head`` and ``ray start --address`` per worker node, each node its own raylet with its own
 resources; the service deployed on it from this process, as a driver. Used by
-tests/test_multinode.py and bench/chaos.py.
+tests/serve/test_multinode.py and bench/chaos.py.
 
 Placement: the head node has the custom resource ``head``, each worker node ``tracker``;
 Ingress, Decode and Aggregation ask for a little ``head``, Tracking for one ``tracker`` (and

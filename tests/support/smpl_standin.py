@@ -6,7 +6,7 @@ linear in the betas, rigid skinning), which SMPL's licence-restricted model file
 
 What the service does with such people (corrections, scaling, smoothing, the writers, BVH)
 is what it does with the phalp engine's; the phalp engine's own vertices are tested against
-HMR2 in tests/test_phalp_real.py.
+HMR2 in tests/engines/test_phalp_real.py.
 
 Values depend only on (track id, frame index), never on the chunk a frame came in, so a
 chunked run equals a whole-video run as the motion engine's do.

@@ -20,7 +20,7 @@ the optical axis at the square's centre S/2, which is frame pixel (S/2 - left, S
 the frame centre exactly when the padding is even, half a pixel off otherwise. The 3D
 translation needs no change, so ``translation`` is upstream's ``camera`` and projecting
 ``translation + joints_3d`` with our camera gives upstream's 2D joints in frame pixels
-(tests/test_phalp_convert.py checks it). ``camera_bbox`` (weak perspective of the crop) is
+(tests/engines/test_phalp_convert.py checks it). ``camera_bbox`` (weak perspective of the crop) is
 not used.
 """
 

@@ -12,7 +12,7 @@ from deployments.app import compose
 from deployments.cli import ServeConfig
 from pose_pipeline.config import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ["serve_config.yaml", "serve_config.cpu.yaml", "serve_config.8gb.yaml"]
 DEPLOYMENTS = {"Ingress", "Decode", "Tracking", "Aggregation"}
 

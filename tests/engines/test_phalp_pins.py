@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import tomllib
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED_UPSTREAM = ROOT.parent / "shared" / "upstream"
 NAMES = {"PHALP": "PHALP_COMMIT", "4D-Humans": "HUMANS4D_COMMIT", "detectron2": "DETECTRON2_COMMIT",
          "NMR": "NMR_COMMIT"}

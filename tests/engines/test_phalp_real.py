@@ -53,7 +53,7 @@ from pose_pipeline.results.schema import Person  # noqa: E402
 from pose_pipeline.results.writers import ResultFiles, read_npz  # noqa: E402
 from pose_pipeline.video import ChunkDecoder, DecodeOptions, probe  # noqa: E402
 
-FIXTURES = Path(__file__).parent / "phalp_fixtures"
+FIXTURES = Path(__file__).parents[1] / "phalp_fixtures"
 #: Tracker settings under which the clip's tracks confirm (n_init=3: from the third frame),
 #: and the detector's minimum size the random detector's boxes (about 62 px) pass.
 OPTIONS = {"device": "cpu", "min_box_width": 40, "min_box_height": 40, "n_init": 3}

@@ -35,7 +35,7 @@ from pose_pipeline.results.writers import ResultFiles
 
 from support.smpl_standin import BODY_MODEL, FACES_ARRAY, VERTICES, pose_of, posed
 
-DOC = Path(__file__).parents[1] / "docs" / "result-schema.md"
+DOC = Path(__file__).parents[2] / "docs" / "result-schema.md"
 BLENDER = shutil.which("blender")
 FPS, FRAMES = 25.0, 12
 _BLENDER_MODULES = re.compile(r"^\s*(import|from)\s[^\n]*\b(bpy|io_anim_bvh)\b", re.M)

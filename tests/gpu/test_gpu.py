@@ -1,7 +1,7 @@
 """The engine's CUDA code on a real GPU: memory cap, adaptive batching on real out-of-memory
 errors, device selection, the stage meter. Real allocations, no mocks; skipped without CUDA (CI).
 
-Run on a GPU machine: ``python -m pytest -m gpu tests/test_gpu.py``. The memory cap is
+Run on a GPU machine: ``python -m pytest -m gpu tests/gpu/test_gpu.py``. The memory cap is
 process-wide, so every test restores it (``device`` fixture) and measures against what the
 process holds at its start, not against absolute numbers.
 """

@@ -1,11 +1,11 @@
 """``smooth=``, ``format=bvh`` and ``include=vertices`` through the HTTP API in this process
-(the real app, job service, stages and store, as tests/test_api.py).
+(the real app, job service, stages and store, as tests/api/test_api.py).
 
 - ``motion`` app: the motion engine (boxes only), chunks of 12 frames.
 - ``smpl`` app: the service configured for phalp, whose tracking stage runs the SMPL stand-in
   of tests/support/smpl_standin.py (the real motion engine's tracks with SMPL, joints and
   vertices of a body model of SMPL's form): the phalp engine itself needs the upstream stack
-  (tests/test_phalp_real.py tests its vertices).
+  (tests/engines/test_phalp_real.py tests its vertices).
 - ``blazepose`` (slow): the real CPU pose engine on a real clip.
 
 Chunked equals whole: the smoother runs in the aggregation's finalize over every committed

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "cluster"
 SERVE_CONFIG = ROOT / "serve_config.yaml"
 RAYSERVICE = CLUSTER / "kuberay" / "rayservice.yaml"

@@ -1,6 +1,6 @@
 """The phalp engine's parts that run without upstream, a GPU or weights.
 
-Upstream-dependent behaviour is in tests/test_phalp_upstream.py (marked ``phalp``).
+Upstream-dependent behaviour is in tests/engines/test_phalp_upstream.py (marked ``phalp``).
 """
 
 from __future__ import annotations

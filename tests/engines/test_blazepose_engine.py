@@ -38,7 +38,7 @@ from pose_pipeline.video import ChunkDecoder, DecodeOptions, probe
 # wheel on the package index.
 pytestmark = pytest.mark.slow
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 VISIBLE = 0.5
 NOSE, LEFT_SHOULDER, RIGHT_SHOULDER = (JOINT_NAMES.index(n) for n in ("nose", "left_shoulder", "right_shoulder"))
 
@@ -184,7 +184,7 @@ def test_tiles_find_a_person_too_small_for_the_whole_frame(media, contract, mode
 
 
 def test_the_joint_names_in_the_docs_are_the_engines():
-    text = (Path(__file__).parents[1] / "docs" / "result-schema.md").read_text()
+    text = (Path(__file__).parents[2] / "docs" / "result-schema.md").read_text()
     section = text[text.index("### `blazepose33`"):text.index("### No joints")]
     rows = [line.split("|")[2] for line in section.splitlines() if re.match(r"\| \d+-\d+ \|", line)]
     documented = [name.strip() for row in rows for name in row.split(",")]

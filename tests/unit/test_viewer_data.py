@@ -147,7 +147,7 @@ def test_the_wheel_ships_the_page(tmp_path):
     import sys
     import zipfile
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     source = tmp_path / "source"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):

@@ -11,7 +11,7 @@ import pytest
 from pose_pipeline.config import Settings
 
 _spec = importlib.util.spec_from_file_location("settings_doc",
-                                               Path(__file__).parent.parent / "docs" / "settings_doc.py")
+                                               Path(__file__).parents[2] / "docs" / "settings_doc.py")
 assert _spec is not None and _spec.loader is not None
 settings_doc = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(settings_doc)

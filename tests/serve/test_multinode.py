@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.serve, pytest.mark.slow]
 SIZE = (320, 180)
 CHUNK_FRAMES = 10
 CHUNK_TIMEOUT_S = 60
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
