@@ -13,6 +13,11 @@ from pydantic_core import PydanticCustomError
 from .errors import InvalidOption
 from .results.smoothing_options import PRESETS, SmoothingOptions
 
+#: The frame rate a video may be sampled at (frames per second, above 0), and the longest side
+#: of the frames an engine may see (pixels): the job options and the decoder check them here.
+MAX_FPS = 1000.0
+MIN_SIDE, MAX_SIDE = 16, 16384
+
 #: The result files a job writes unless it asks for others.
 FORMATS: tuple[Literal["json", "npz"], ...] = ("json", "npz")
 
@@ -57,8 +62,8 @@ class JobOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     engine: str | None = None
-    fps: float | None = Field(default=None, gt=0, le=1000)
-    max_side: int | None = Field(default=None, ge=16, le=16384)
+    fps: float | None = Field(default=None, gt=0, le=MAX_FPS)
+    max_side: int | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE)
     start_s: float | None = Field(default=None, ge=0)
     end_s: float | None = Field(default=None, gt=0)
     #: Result files; ``mp4`` is the video with the result drawn on it (the aggregation stage

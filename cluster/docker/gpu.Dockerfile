@@ -71,9 +71,9 @@ RUN pip install -e ".[postgres]" && python -c "import pose_pipeline.engines.phal
 # licence-restricted: pass your own copy as a BuildKit secret named "smpl", or mount it.
 RUN --mount=type=secret,id=smpl,required=false \
     if [ "$BAKE_WEIGHTS" = "1" ]; then \
-        pose-pipeline weights fetch --weights-dir /opt/weights --detector-cache /opt/weights/iopath_cache || true; \
+        pose-pipeline models fetch --engine phalp --weights-dir /opt/weights --detector-cache /opt/weights/iopath_cache || true; \
         if [ -f /run/secrets/smpl ]; then install -D -m 0644 /run/secrets/smpl /opt/weights/phalp/3D/models/smpl/SMPL_NEUTRAL.pkl; fi; \
-        pose-pipeline weights check --weights-dir /opt/weights --detector-cache /opt/weights/iopath_cache || true; \
+        pose-pipeline models check --engine phalp --weights-dir /opt/weights --detector-cache /opt/weights/iopath_cache || true; \
     fi
 
 # Import check without a GPU: the engine package, upstream and its stubs load headless.

@@ -70,12 +70,6 @@ def _parser() -> argparse.ArgumentParser:
 
     add_submit_command(commands)
     add_models_commands(commands)
-    try:
-        from .weights import add_weights_commands
-    except ImportError:  # the PHALP engine's tools are optional
-        pass
-    else:
-        add_weights_commands(commands)
     for plugin in entry_points(group=COMMANDS_GROUP):
         plugin.load()(commands)
     return parser

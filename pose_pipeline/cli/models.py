@@ -1,8 +1,13 @@
-"""``pose-pipeline models check|fetch``: the blazepose engine's model files.
+"""``pose-pipeline models check|fetch``: the model files of the configured engine (or
+``--engine``), whichever it is.
 
-``fetch`` takes the two files out of the pinned mediapipe wheel on the package index (see
-``pose_pipeline/engines/blazepose/models.py``) into the models directory of the
-configuration (``engine.options.models_dir``, default ~/.cache/pose-pipeline/blazepose).
+- blazepose: ``fetch`` takes the two files out of the pinned mediapipe wheel on the package
+  index (``pose_pipeline/engines/blazepose/models.py``) into the models directory of the
+  configuration (``engine.options.models_dir``, default ~/.cache/pose-pipeline/blazepose).
+- phalp: its weight files (``cli/weights.py``): ``fetch`` downloads the freely downloadable
+  ones (never the SMPL model, which is licence-restricted).
+- motion: none.
+
 ``check`` says whether they are there and right (exit 1 if not).
 """
 
@@ -16,21 +21,38 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..errors import EngineUnavailable
+from .weights import add_weight_arguments, check_weights, fetch_weights, weight_paths
 
 if TYPE_CHECKING:  # the engine's package imports scipy & co: only the commands that run load it
     from ..engines.blazepose.models import ModelPaths
 
 
 def add_models_commands(subparsers: Any) -> None:
-    models = subparsers.add_parser("models", help="check or fetch the blazepose engine's model files")
+    models = subparsers.add_parser("models", help="check or fetch the configured engine's model files")
     commands = models.add_subparsers(dest="models_command", required=True)
-    for name, handler, text in (("check", _check, "say whether the model files are there and right"),
-                                ("fetch", _fetch, "fetch the model files from the pinned mediapipe wheel")):
+    for name, text in (("check", "say whether the model files are there and right"),
+                       ("fetch", "fetch the model files (blazepose: from the pinned mediapipe wheel; phalp: "
+                                 "the freely downloadable weights)")):
         sub = commands.add_parser(name, help=text)
-        sub.add_argument("--models-dir", type=Path,
-                         help="default: engine.options.models_dir of the configuration, else "
-                              "~/.cache/pose-pipeline/blazepose")
-        sub.set_defaults(run=handler)
+        sub.add_argument("--engine", help="the engine whose files (default: the configured one)")
+        blazepose = sub.add_argument_group("blazepose")
+        blazepose.add_argument("--models-dir", type=Path,
+                               help="default: engine.options.models_dir of the configuration, else "
+                                    "~/.cache/pose-pipeline/blazepose")
+        add_weight_arguments(sub.add_argument_group("phalp"))
+        sub.set_defaults(run=_run, action=name)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = Settings.load(args.config)
+    engine = args.engine or settings.engine.name
+    if engine == "blazepose":
+        return (_check if args.action == "check" else _fetch)(settings, args.models_dir)
+    if engine == "phalp":
+        paths = weight_paths(settings, args)
+        return check_weights(paths) if args.action == "check" else fetch_weights(paths)
+    print(f"the {engine} engine needs no model files", file=sys.stderr)
+    return 0
 
 
 def model_paths(settings: Settings, models_dir: Path | None = None) -> ModelPaths:
@@ -58,8 +80,8 @@ def ensure_models(settings: Settings, notice: Callable[[str], None]) -> None:
         paths.check()
 
 
-def _check(args: argparse.Namespace) -> int:
-    paths = model_paths(Settings.load(args.config), args.models_dir)
+def _check(settings: Settings, models_dir: Path | None) -> int:
+    paths = model_paths(settings, models_dir)
     try:
         paths.check()
     except EngineUnavailable as exc:
@@ -69,10 +91,10 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fetch(args: argparse.Namespace) -> int:
+def _fetch(settings: Settings, models_dir: Path | None) -> int:
     from ..engines.blazepose.models import fetch
 
-    paths = model_paths(Settings.load(args.config), args.models_dir)
+    paths = model_paths(settings, models_dir)
     for path in fetch(paths.models_dir):
         print(path)
     return 0

@@ -1,4 +1,4 @@
-"""``pose-pipeline weights check|fetch``: the phalp engine's weight files.
+"""The phalp engine's weight files, for ``pose-pipeline models check|fetch``.
 
 ``check`` lists every required file and whether it is there (exit 1 if any is missing).
 ``fetch`` downloads the freely downloadable files from upstream's public URLs into the
@@ -9,7 +9,6 @@ register and download it). Requests never download anything: only this command d
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tarfile
@@ -22,36 +21,24 @@ from typing import Any, TextIO
 
 from ..engines.phalp.options import PhalpOptions
 from ..engines.phalp.weights import RequiredFile, WeightPaths
+from ..config import Settings
 from ..errors import EngineUnavailable
 
 Opener = Callable[[str], Any]  # url -> file-like response (urllib.request.urlopen)
 
 
-def add_weights_commands(subparsers: Any) -> None:
-    """Add ``weights check`` and ``weights fetch`` to an argparse subparsers object."""
-    weights = subparsers.add_parser("weights", help="check or fetch the phalp engine's weight files")
-    commands = weights.add_subparsers(dest="weights_command", required=True)
-    for name, handler, text in (("check", _check_command, "list required files and which are missing"),
-                                ("fetch", _fetch_command, "download the freely downloadable files")):
-        sub = commands.add_parser(name, help=text)
-        sub.add_argument("--weights-dir", help="root of the weights (default: engine.options.weights_dir "
-                                               "from the configuration, else ~/.cache)")
-        sub.add_argument("--detector", choices=("vitdet", "maskrcnn"), help="detector whose weights to use")
-        sub.add_argument("--smpl-model-path")
-        sub.add_argument("--detector-cache", help="detectron2 cache (default $FVCORE_CACHE or ~/.torch/iopath_cache)")
-        # SUPPRESS: absent here, it must not hide `pose-pipeline --config X weights ...`
-        sub.add_argument("--config", default=argparse.SUPPRESS,
-                         help="service configuration YAML (reads engine.options)")
-        sub.set_defaults(run=handler)
+def add_weight_arguments(group: Any) -> None:
+    """The options that place the phalp engine's files (``models check|fetch``)."""
+    group.add_argument("--weights-dir", help="root of the weights (default: engine.options.weights_dir "
+                                             "from the configuration, else ~/.cache)")
+    group.add_argument("--detector", choices=("vitdet", "maskrcnn"), help="detector whose weights to use")
+    group.add_argument("--smpl-model-path")
+    group.add_argument("--detector-cache", help="detectron2 cache (default $FVCORE_CACHE or ~/.torch/iopath_cache)")
 
 
-def paths_from_args(args: argparse.Namespace) -> WeightPaths:
-    options: dict[str, Any] = {}
-    if getattr(args, "config", None) or os.environ.get("POSE_PIPELINE_CONFIG"):
-        from ..config import Settings
-        settings = Settings.load(args.config)
-        if settings.engine.name == "phalp":
-            options.update(settings.engine.options)
+def weight_paths(settings: Settings, args: argparse.Namespace) -> WeightPaths:
+    """The files the phalp engine of ``settings`` reads, with the command line's overrides."""
+    options: dict[str, Any] = dict(settings.engine.options) if settings.engine.name == "phalp" else {}
     for key, value in (("weights_dir", args.weights_dir), ("detector", args.detector),
                        ("smpl_model_path", args.smpl_model_path), ("detector_cache", args.detector_cache)):
         if value:
@@ -59,7 +46,7 @@ def paths_from_args(args: argparse.Namespace) -> WeightPaths:
     return PhalpOptions.from_mapping(options).weight_paths()
 
 
-def check(paths: WeightPaths, out: TextIO | None = None) -> int:
+def check_weights(paths: WeightPaths, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     for f in paths.required_files():
         print(f"[{'ok' if f.exists() else 'MISSING'}] {f.key}: {f.path}\n        {f.what}", file=out)
@@ -72,7 +59,7 @@ def check(paths: WeightPaths, out: TextIO | None = None) -> int:
     return 0
 
 
-def fetch(paths: WeightPaths, out: TextIO | None = None, opener: Opener = urllib.request.urlopen) -> int:
+def fetch_weights(paths: WeightPaths, out: TextIO | None = None, opener: Opener = urllib.request.urlopen) -> int:
     """Download what is missing and freely downloadable; returns 0 when all files are there."""
     out = out or sys.stdout
     missing = paths.missing()
@@ -116,11 +103,3 @@ def _fetch_archive(url: str, members: list[RequiredFile], paths: WeightPaths, ou
     for f in members:
         if not f.exists():
             print(f"warning: {f.path} was not in {url}", file=out)
-
-
-def _check_command(args: argparse.Namespace) -> int:
-    return check(paths_from_args(args))
-
-
-def _fetch_command(args: argparse.Namespace) -> int:
-    return fetch(paths_from_args(args))  # an EngineUnavailable exits as every 5xx error does (main)

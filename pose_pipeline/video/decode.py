@@ -40,6 +40,7 @@ import av
 import numpy as np
 
 from ..errors import CorruptVideo, InvalidOption
+from ..options import MAX_FPS, MAX_SIDE, MIN_SIDE
 from .containers import REORDER_WINDOW, indexed_frames, open_media, read_head, stream_duration, video_stream
 from .probe import VideoProbe
 
@@ -72,10 +73,11 @@ class DecodeOptions:
     threads: int = 0
 
     def __post_init__(self) -> None:
-        if self.fps is not None and not (0 < self.fps <= 1000):
-            raise InvalidOption(f"fps must be in (0, 1000], got {self.fps}", option="fps")
-        if self.max_side is not None and not (16 <= self.max_side <= 16384):
-            raise InvalidOption(f"max_side must be in [16, 16384], got {self.max_side}", option="max_side")
+        if self.fps is not None and not (0 < self.fps <= MAX_FPS):
+            raise InvalidOption(f"fps must be in (0, {MAX_FPS:g}], got {self.fps}", option="fps")
+        if self.max_side is not None and not (MIN_SIDE <= self.max_side <= MAX_SIDE):
+            raise InvalidOption(f"max_side must be in [{MIN_SIDE}, {MAX_SIDE}], got {self.max_side}",
+                                option="max_side")
         if self.start_s is not None and self.start_s < 0:
             raise InvalidOption("start_s must be >= 0", option="start_s")
         if self.end_s is not None and self.end_s <= (self.start_s or 0.0):

@@ -90,7 +90,7 @@ def test_check_lists_every_missing_file_with_what_and_where(tmp_path):
         else:
             assert str(f.path) in message and f.what in message
     assert "register" in message and "smpl.is.tue.mpg.de" in message  # the SMPL licence
-    assert "hmr2_data.tar.gz" in message and "pose-pipeline weights fetch" in message
+    assert "hmr2_data.tar.gz" in message and "pose-pipeline models fetch --engine phalp" in message
     assert info.value.details["missing_files"] == [str(f.path) for f in required if f.path != present]
 
 
@@ -326,16 +326,16 @@ def test_render_stubs_refuse_to_render():
             cls()
 
 
-# --- weights CLI ---------------------------------------------------------------------------------
+# --- the phalp engine's files through `pose-pipeline models` -----------------------------------
 
 
-def test_cli_parses_and_checks(tmp_path, capsys):
-    import argparse
-    parser = argparse.ArgumentParser(prog="pose-pipeline")
-    weights_cli.add_weights_commands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["weights", "check", "--weights-dir", str(tmp_path), "--detector-cache", str(tmp_path)])
-    assert args.run(args) == 1
-    assert "MISSING" in capsys.readouterr().out
+def test_models_check_of_the_phalp_engine_lists_its_files(tmp_path, capsys):
+    from pose_pipeline.cli.main import main
+
+    assert main(["models", "check", "--engine", "phalp", "--weights-dir", str(tmp_path),
+                 "--detector-cache", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "MISSING" in out and str(tmp_path / "phalp") in out
 
 
 def test_fetch_without_network_fails_clearly_and_leaves_no_partial_file(tmp_path):
@@ -345,7 +345,7 @@ def test_fetch_without_network_fails_clearly_and_leaves_no_partial_file(tmp_path
     paths = WeightPaths.resolve(tmp_path, detector_cache=tmp_path / "iopath")
     out = io.StringIO()
     with pytest.raises(EngineUnavailable, match="cannot download https://") as info:
-        weights_cli.fetch(paths, out=out, opener=offline)
+        weights_cli.fetch_weights(paths, out=out, opener=offline)
     assert "place the file at" in info.value.message
     assert not [p for p in Path(tmp_path).rglob("*") if p.is_file()]
 
@@ -363,7 +363,7 @@ def test_fetch_never_downloads_smpl(tmp_path):
         return io.BytesIO(b"texture bytes")
 
     out = io.StringIO()
-    assert weights_cli.fetch(paths, out=out, opener=opener) == 1  # SMPL still missing
+    assert weights_cli.fetch_weights(paths, out=out, opener=opener) == 1  # SMPL still missing
     assert asked == ["https://www.cs.utexas.edu/~pavlakos/phalp/3D/texture.npz"]
     assert paths.texture.read_bytes() == b"texture bytes"
     assert "NOT downloaded: the SMPL model" in out.getvalue()

@@ -207,12 +207,12 @@ def test_submit_prints_the_viewer_and_jobs_lists_the_jobs(video, tmp_path):
             "error: invalid_option: --overlay needs --wait")
 
 
-def test_weights_check_reads_the_global_config(tmp_path):
-    """``pose-pipeline --config X weights check``: the subcommand's own --config, absent, does
-    not hide the global one."""
+def test_models_check_of_the_configured_phalp_engine_reads_the_global_config(tmp_path):
+    """``pose-pipeline --config X models check``: the configured engine's files (phalp's
+    weights here), where the configuration puts them."""
     config = tmp_path / "settings.yaml"
     config.write_text(f"engine:\n  name: phalp\n  options:\n    weights_dir: {tmp_path / 'weights'}\n")
-    done = cli("--config", config, "weights", "check", env={"POSE_PIPELINE_ENGINE__NAME": "phalp"},
+    done = cli("--config", config, "models", "check", env={"POSE_PIPELINE_ENGINE__NAME": "phalp"},
                code=1)  # nothing there: every file missing
     assert str(tmp_path / "weights" / "phalp") in done.stdout
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 from ...errors import EngineUnavailable
 
-# Public sources (also used by ``pose-pipeline weights fetch``); taken from upstream's code:
+# Public sources (also used by ``pose-pipeline models fetch``); taken from upstream's code:
 # PHALP.cached_download_from_drive, hmr2.models.download_models, the detectron2 model zoo
 # and phalp.models.backbones.resnet.
 PHALP_URL = "https://www.cs.utexas.edu/~pavlakos/phalp"
@@ -55,8 +55,8 @@ class RequiredFile:
     path: Path
     what: str
     source: str
-    url: str | None = None  # set when ``weights fetch`` may download it directly
-    #: The file comes out of this archive (``weights fetch`` downloads and unpacks it).
+    url: str | None = None  # set when ``models fetch`` may download it directly
+    #: The file comes out of this archive (``models fetch`` downloads and unpacks it).
     archive: str | None = None
 
     def exists(self) -> bool:
@@ -181,7 +181,7 @@ def missing_files_message(missing: list[RequiredFile]) -> str:
         lines.append(f"  - {f.path}\n      what: {f.what} [{f.key}]\n      from: {f.source}")
     has_free = any(f.url or f.archive for f in missing)
     if has_free:
-        lines.append("Run `pose-pipeline weights fetch` to download the freely downloadable files "
+        lines.append("Run `pose-pipeline models fetch --engine phalp` to download the freely downloadable files "
                      "(or bake them into the image: cluster/docker/gpu.Dockerfile).")
     if any(f.key == "smpl_model" for f in missing):
         lines.append("The SMPL model must be obtained by you after registering (licence); "
