@@ -36,15 +36,15 @@ def child(writer_name: str, frames: int, out: str) -> dict:
     import numpy as np
 
     from pose_pipeline.results.schema import (
-                                              EngineInfo,
-                                              Frame,
-                                              Person,
-                                              Processing,
-                                              ResultHeader,
-                                              SmplParams,
-                                              TrackSummary,
-                                              VideoInfo,
-                                              )
+        EngineInfo,
+        Frame,
+        Person,
+        Processing,
+        ResultHeader,
+        SmplParams,
+        TrackSummary,
+        VideoInfo,
+    )
     from pose_pipeline.results.writers import NpzWriter
 
     header = ResultHeader(EngineInfo("bench", "1", "SMPL-sized people", True, "smpl_44"),

@@ -21,15 +21,15 @@ from ray import serve
 
 from deployments.failures import as_pipeline_error
 from deployments.ingress import RayStages
-from pose_pipeline.assets import synthetic
 from pose_pipeline.jobs.messages import ChunkTask
 from pose_pipeline.errors import PipelineError
 from pose_pipeline.video import DecodeOptions
+from support.serve import VIDEO_SIZE
 
 pytestmark = [pytest.mark.serve, pytest.mark.slow]
 
 APP = "faults"  # on the shared cluster, after or before other modules' applications
-SIZE = (320, 180)
+SIZE = VIDEO_SIZE  # the videos of support.serve.demo_video
 CHUNK_FRAMES = 10
 CHUNK_TIMEOUT_S = 15  # past a replica's restart on a loaded two-core machine (2-5 s seen, detection included)
 MEMORY_LIMIT = 1536 * 2**20
@@ -73,20 +73,20 @@ def service(shared_cluster, serve_tools, tmp_module):
 
 
 @pytest.fixture(scope="module")
-def video(tmp_module) -> Path:
-    return synthetic.write_video(tmp_module / "people.mp4", synthetic.demo_scene(duration_s=4, size=SIZE, fps=15))
+def video(serve_tools, tmp_module) -> Path:
+    return serve_tools.demo_video(tmp_module, "people", duration_s=4)
 
 
 @pytest.fixture(scope="module")
-def kill_video(tmp_module) -> Path:
+def kill_video(serve_tools, tmp_module) -> Path:
     """30 chunks: replicas are killed after the third, the job goes on for the rest."""
-    return synthetic.write_video(tmp_module / "kill.mp4", synthetic.demo_scene(duration_s=20, size=SIZE, fps=15))
+    return serve_tools.demo_video(tmp_module, "kill", duration_s=20)
 
 
 @pytest.fixture(scope="module")
-def long_video(tmp_module) -> Path:
+def long_video(serve_tools, tmp_module) -> Path:
     """60 chunks: a synchronous request for it lasts past the client's read timeout."""
-    return synthetic.write_video(tmp_module / "long.mp4", synthetic.demo_scene(duration_s=40, size=SIZE, fps=15))
+    return serve_tools.demo_video(tmp_module, "long", duration_s=40)
 
 
 @pytest.fixture(scope="module")

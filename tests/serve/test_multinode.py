@@ -25,13 +25,13 @@ import psutil
 import pytest
 import ray
 
-from pose_pipeline.assets import synthetic
 from pose_pipeline.config import StoreSettings
 from pose_pipeline.jobs.store import open_store
+from support.serve import VIDEO_SIZE
 
 pytestmark = [pytest.mark.serve, pytest.mark.slow]
 
-SIZE = (320, 180)
+SIZE = VIDEO_SIZE  # the videos of support.serve.demo_video
 CHUNK_FRAMES = 10
 CHUNK_TIMEOUT_S = 60
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,9 +64,9 @@ def cluster(postgres_server, ray_clusters, serve_tools, tmp_module):
 
 
 @pytest.fixture(scope="module")
-def long_video(tmp_module) -> Path:
+def long_video(serve_tools, tmp_module) -> Path:
     """30 chunks: a replica or a node is lost after the third or the fifth, the job goes on."""
-    return synthetic.write_video(tmp_module / "long.mp4", synthetic.demo_scene(duration_s=20, size=SIZE, fps=15))
+    return serve_tools.demo_video(tmp_module, "long", duration_s=20)
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +75,8 @@ def long_reference(serve_tools, long_video, tmp_module) -> dict:
 
 
 @pytest.fixture(scope="module")
-def video(tmp_module) -> Path:
-    return synthetic.write_video(tmp_module / "short.mp4", synthetic.demo_scene(duration_s=4, size=SIZE, fps=15))
+def video(serve_tools, tmp_module) -> Path:
+    return serve_tools.demo_video(tmp_module, "short", duration_s=4)
 
 
 def _alive_actors(class_name: str) -> dict[str, int]:

@@ -34,12 +34,12 @@ import httpx
 import psutil
 import pytest
 
-from pose_pipeline.assets import synthetic
+from support.serve import VIDEO_SIZE
 
 pytestmark = [pytest.mark.serve, pytest.mark.slow]
 
 APP = "nodeoom"  # not "pose": replica processes of other modules' clusters must not match
-SIZE = (320, 180)
+SIZE = VIDEO_SIZE  # the videos of support.serve.demo_video
 CHUNK_FRAMES = 10
 GiB = 2**30
 #: What this module's cluster adds to the node once ready (measured: ~2.1 GiB of RSS for GCS,
@@ -171,8 +171,8 @@ def _ready(http: httpx.Client) -> bool:
 
 
 @pytest.fixture(scope="module")
-def video(tmp_module) -> Path:
-    return synthetic.write_video(tmp_module / "people.mp4", synthetic.demo_scene(duration_s=4, size=SIZE, fps=15))
+def video(serve_tools, tmp_module) -> Path:
+    return serve_tools.demo_video(tmp_module, "people", duration_s=4)
 
 
 @pytest.fixture(scope="module")

@@ -28,13 +28,26 @@ from ray import serve
 from deployments.app import compose
 from pose_pipeline.jobs.messages import ChunkTask
 from pose_pipeline.options import JobOptions
+from pose_pipeline.assets import synthetic
 from pose_pipeline.jobs.store import JobRecord, JobState, LocalJobStore, new_job_id
 from pose_pipeline.video import DecodeCursor, DecodeOptions, probe
 
 from .api import is_ready, offline_result, part_files, spool_files, submit, wait_job, wait_until
 
-__all__ = ["CHECKED", "Clusters", "ServeCluster", "first_chunk_task", "free_port", "is_ready", "job_store",
-           "offline_result", "part_files", "replica_processes", "spool_files", "submit", "wait_job", "wait_until"]
+__all__ = ["CHECKED", "VIDEO_SIZE", "Clusters", "ServeCluster", "demo_video", "first_chunk_task", "free_port",
+           "is_ready", "job_store", "offline_result", "part_files", "replica_processes", "spool_files", "submit",
+           "wait_job", "wait_until"]
+
+#: The size of the service tests' videos: small, so that kills fall between chunks of a job
+#: that lasts (a 20 s video is 30 chunks with their settings).
+VIDEO_SIZE = (320, 180)
+
+
+def demo_video(folder: Path, name: str, duration_s: float) -> Path:
+    """People walking (``synthetic.demo_scene``), 15 fps, ``VIDEO_SIZE``: ``folder/name.mp4``."""
+    scene = synthetic.demo_scene(duration_s=duration_s, size=VIDEO_SIZE, fps=15)
+    return synthetic.write_video(folder / f"{name}.mp4", scene)
+
 
 #: Ray 2.60 asks local clusters for a token: the tests' clusters are local (docs/operations.md).
 #: Ray starts its workers at niceness 15; the suite's other worker (pytest -n 2, no cluster) runs

@@ -27,28 +27,29 @@ from pose_pipeline.errors import InvalidOption
 from pose_pipeline.results.export import recipes
 from pose_pipeline.results.export.bvh import EULER_ORDERS, OPENCV_TO_BVH, bvh_zip, parse_bvh, result_bvh, track_bvh
 from pose_pipeline.results.export.skeleton import (
-                                                   HMR2_SMPL_ROWS,
-                                                   SMPL_JOINT_NAMES,
-                                                   SMPL_PARENTS,
-                                                   fit_offsets,
-                                                   forward_kinematics,
-                                                   mean_rest_joints,
-                                                   offsets,
-                                                   smpl_rotvecs,
-                                                   )
+    HMR2_SMPL_ROWS,
+    SMPL_JOINT_NAMES,
+    SMPL_PARENTS,
+    fit_offsets,
+    forward_kinematics,
+    mean_rest_joints,
+    offsets,
+    smpl_rotvecs,
+)
 from pose_pipeline.results.schema import (
-                                          CameraModel,
-                                          EngineInfo,
-                                          Frame,
-                                          Person,
-                                          Processing,
-                                          ResultHeader,
-                                          SmplParams,
-                                          TrackingResult,
-                                          VideoInfo,
-                                          summarize_tracks,
-                                          )
+    CameraModel,
+    EngineInfo,
+    Frame,
+    Person,
+    Processing,
+    ResultHeader,
+    SmplParams,
+    TrackingResult,
+    VideoInfo,
+    summarize_tracks,
+)
 from pose_pipeline.results.writers import NpzWriter
+from support.results import result_of, smpl_header
 
 FPS = 30.0
 _rng = np.random.default_rng(7)
@@ -97,10 +98,8 @@ def smpl_result(frames: int = 24, seed: int = 0, fps: float | None = None) -> Tr
         if i >= 4 and i not in (10, 11):
             people.append(smpl_person(3, rng, betas[3], detected=i != 15))
         out.append(Frame(i, i, i / FPS, tuple(people)))
-    header = ResultHeader(EngineInfo("phalp", "test", "hand-built SMPL", True, "hmr2_openpose25_extra19"),
-                          VideoInfo(1920, 1080, FPS, frames / FPS, frames, 0, "h264", "mp4"),
-                          Processing(fps, None, 1920, 1080), CameraModel(5000 / 256 * 1920, (960.0, 540.0)))
-    return TrackingResult(header, tuple(out), summarize_tracks(out))
+    return result_of(smpl_header(1920, 1080, frames, FPS, CameraModel(5000 / 256 * 1920, (960.0, 540.0)), fps=fps),
+                     out)
 
 
 def bvh_joint_index(bvh) -> list[int]:

@@ -21,19 +21,15 @@ from pose_pipeline.engines.phalp.convert import full_frame_camera, project
 from pose_pipeline.results.export.bvh import track_bvh
 from pose_pipeline.results.export.skeleton import HMR2_SMPL_ROWS
 from pose_pipeline.results.schema import (
-                                          EngineInfo,
-                                          Frame,
-                                          Person,
-                                          Processing,
-                                          ResultHeader,
-                                          SmplParams,
-                                          TrackingResult,
-                                          VideoInfo,
-                                          summarize_tracks,
-                                          )
+    Frame,
+    Person,
+    SmplParams,
+    TrackingResult,
+)
 from pose_pipeline.results.writers import ResultFiles
 
 from support.smpl_standin import BODY_MODEL, FACES_ARRAY, VERTICES, pose_of, posed
+from support.results import result_of, smpl_header
 
 DOC = Path(__file__).parents[2] / "docs" / "result-schema.md"
 BLENDER = shutil.which("blender")
@@ -64,10 +60,7 @@ def smpl_result() -> TrackingResult:
                                  project(translation + rows, camera).astype(np.float32), None,
                                  vertices.astype(np.float16)))
         frames.append(Frame(i, i, i / FPS, tuple(people)))
-    header = ResultHeader(EngineInfo("phalp", "test", "hand-built", True, "hmr2_openpose25_extra19"),
-                          VideoInfo(1280, 720, FPS, FRAMES / FPS, FRAMES, 0, "h264", "mp4"),
-                          Processing(None, None, 1280, 720, include=("vertices",)), camera, body_model=BODY_MODEL)
-    return TrackingResult(header, tuple(frames), summarize_tracks(frames))
+    return result_of(smpl_header(1280, 720, FRAMES, FPS, camera, body_model=BODY_MODEL, include=("vertices",)), frames)
 
 
 @pytest.fixture(scope="module")

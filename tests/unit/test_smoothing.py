@@ -23,18 +23,18 @@ from pose_pipeline.pipeline import track_file
 from pose_pipeline.results.schema import Frame, Person, SmplParams
 from pose_pipeline.results.writers import MemoryWriter
 from pose_pipeline.results.smoothing import (
-                                             PRESETS,
-                                             OneEuroFilter,
-                                             OneEuroParams,
-                                             RotationFilter,
-                                             Smoother,
-                                             SmoothingOptions,
-                                             frames_to_reach,
-                                             jitter,
-                                             ramp_lag,
-                                             smooth_frames,
-                                             step_response,
-                                             )
+    PRESETS,
+    OneEuroFilter,
+    OneEuroParams,
+    RotationFilter,
+    Smoother,
+    SmoothingOptions,
+    frames_to_reach,
+    jitter,
+    ramp_lag,
+    smooth_frames,
+    step_response,
+)
 
 VISIBLE = 0.5
 FPS = 30.0

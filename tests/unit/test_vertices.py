@@ -13,20 +13,17 @@ import pytest
 
 from pose_pipeline.engines.phalp.convert import smpl_body_model
 from pose_pipeline.results.schema import (
-                                          BodyModel,
-                                          CameraModel,
-                                          EngineInfo,
-                                          Frame,
-                                          Person,
-                                          Processing,
-                                          ResultHeader,
-                                          SmplParams,
-                                          TrackingResult,
-                                          VideoInfo,
-                                          summarize_tracks,
-                                          )
+    BodyModel,
+    CameraModel,
+    Frame,
+    Person,
+    ResultHeader,
+    SmplParams,
+    TrackingResult,
+)
 from pose_pipeline.results.writers import NpzWriter, dumps_json, read_json, read_npz
 from pose_pipeline.results.smoothing import PRESETS, smooth_frames
+from support.results import result_of, smpl_header
 
 V, F, FPS = 6890, 13776, 30.0
 _rng = np.random.default_rng(4)
@@ -59,11 +56,9 @@ def result(include: tuple[str, ...] = ("vertices",), frames: int = 6, smoothing:
         if i >= 2:
             people.append(person(2, i))
         rows.append(Frame(i, i, i / FPS, tuple(people)))
-    header = ResultHeader(EngineInfo("phalp", "test", "hand-built", True, "hmr2_openpose25_extra19"),
-                          VideoInfo(640, 480, FPS, frames / FPS, frames, 0, "h264", "mp4"),
-                          Processing(None, None, 640, 480, smoothing=smoothing, include=include),
-                          CameraModel(12500.0, (320.0, 240.0)), body_model=body_model or model())
-    return TrackingResult(header, tuple(rows), summarize_tracks(rows))
+    header = smpl_header(640, 480, frames, FPS, CameraModel(12500.0, (320.0, 240.0)), body_model=body_model or model(),
+                         smoothing=smoothing, include=include)
+    return result_of(header, rows)
 
 
 def npz_of(result: TrackingResult) -> bytes:

@@ -55,16 +55,16 @@ from scipy.spatial.transform import Rotation
 from ...errors import InvalidOption
 from ..schema import Frame, ResultHeader, TrackingResult, TrackSummary
 from .skeleton import (
-                       HMR2_JOINT_FORMAT,
-                       HMR2_SMPL_ROWS,
-                       NUM_SMPL_JOINTS,
-                       SMPL_JOINT_NAMES,
-                       SMPL_PARENTS,
-                       RestJoints,
-                       TrackSkeleton,
-                       smpl_rotvecs,
-                       track_skeleton,
-                       )
+    HMR2_JOINT_FORMAT,
+    HMR2_SMPL_ROWS,
+    NUM_SMPL_JOINTS,
+    SMPL_JOINT_NAMES,
+    SMPL_PARENTS,
+    RestJoints,
+    TrackSkeleton,
+    smpl_rotvecs,
+    track_skeleton,
+)
 
 __all__ = ["OPENCV_TO_BVH", "EULER_ORDERS", "SmplTrack", "TrackMotion", "smpl_track", "track_motion", "motion_of",
            "write_bvh", "track_bvh", "result_bvh", "bvh_zip", "write_zip", "is_zip", "BvhWriter", "BvhJoint",
