@@ -110,7 +110,7 @@ class MetricsObserver(JobObserver):
                   "frames_done": record.frames_done, **extra}
         log.info("job %s %s", record.id, record.state.value, extra=fields)
         if record.state.terminal:
-            error = record.error or {}
+            error = record.error.to_dict() if record.error else {}
             code = error.get("code", "")
             self.metrics.jobs_finished.inc(tags={"state": record.state.value, "code": code})
             self.metrics.job_duration.observe(time.time() - record.created_at, tags={"state": record.state.value})

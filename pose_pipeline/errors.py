@@ -361,6 +361,32 @@ def from_dict(body: Mapping[str, Any], status: int | None = None) -> PipelineErr
     return cls(message, **{k: v for k, v in body.items() if k in names})
 
 
+@dataclass(frozen=True)
+class JobError:
+    """The error a job ended with, as its record keeps it and its status shows it: the JSON
+    body of the error (``code``, ``message``, the details of the code), kept whole, also for a
+    code this version does not know. ``error()`` gives it as its type."""
+
+    code: str
+    message: str
+    details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of(cls, exc: PipelineError) -> JobError:
+        return cls(exc.code, exc.message, exc.details)
+
+    @classmethod
+    def from_dict(cls, body: Mapping[str, Any]) -> JobError:
+        details = {k: v for k, v in body.items() if k not in ("code", "message")}
+        return cls(str(body["code"]), str(body.get("message", "")), details)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, **self.details}
+
+    def error(self) -> PipelineError:
+        return from_dict(self.to_dict())
+
+
 class UnknownError(PipelineError):
     """An error whose code this version does not know (from a newer server, or the web
     framework's own ``not_found``): it keeps the server's code and status."""

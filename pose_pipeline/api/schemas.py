@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..options import JobOptions
-from ..jobs.state import JobState
+from ..jobs.state import JobStage, JobState
 
 if TYPE_CHECKING:  # the server's types; a client reads these views without them (no PyAV, numpy)
     from ..jobs.store import JobRecord
@@ -110,7 +110,7 @@ class JobView(_View):
 
     job_id: str
     state: JobState
-    stage: str
+    stage: JobStage
     progress: Progress
     filename: str
     video: VideoView
@@ -154,7 +154,7 @@ class JobView(_View):
             timings=Timings(queued_s=round((record.started_at or ended) - record.created_at, 3),
                             running_s=round(ended - record.started_at, 3) if record.started_at else 0.0),
             retries=record.retries,
-            error=None if record.error is None else ErrorBody.model_validate(record.error),
+            error=None if record.error is None else ErrorBody.model_validate(record.error.to_dict()),
             results={fmt: ResultLink(url=f"{base}/result?format={fmt}", bytes=size)
                      for fmt, size in record.results.items()},
             urls=JobUrls(self_=base, events=f"{base}/events", result=f"{base}/result", viewer=f"{base}/viewer",

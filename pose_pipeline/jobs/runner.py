@@ -21,7 +21,9 @@ from typing import Any, Protocol
 
 from .messages import ChunkReceipt, ChunkTask, Decoded
 from ..config import JobSettings
-from ..errors import RETRY_AFTER_S, ChunkTimeout, InternalError, JobCancelled, Overloaded, PipelineError, WorkerDied
+from ..errors import (RETRY_AFTER_S, ChunkTimeout, InternalError, JobCancelled, JobError, Overloaded, PipelineError,
+                      WorkerDied)
+from .state import JobStage
 from .store import JobRecord, JobState, JobStore
 from ..video import DecodeCursor
 
@@ -205,7 +207,7 @@ class JobRunner:
             return
         if record.state is JobState.queued:
             record = self.store.update(job_id, state=JobState.running, started_at=time.time(),
-                                       stage="tracking")
+                                       stage=JobStage.tracking)
             self.observer.state_changed(record)
         video, decoding = record.video, record.decoding
         cursor = record.cursor or DecodeCursor()
@@ -226,7 +228,7 @@ class JobRunner:
         finally:
             if ahead is not None:
                 ahead.discard()
-        record = self.store.update(job_id, stage="aggregation")
+        record = self.store.update(job_id, stage=JobStage.aggregation)
         results = await self._finalize(job_id)
         self.store.update(job_id, results=results)
 
@@ -310,8 +312,8 @@ class JobRunner:
     def _end(self, job_id: str, state: JobState, error: PipelineError | None, started: float) -> None:
         now = time.time()
         record = self.store.update(
-            job_id, state=state, stage=state.value, finished_at=now, expires_at=now + self.settings.ttl_s,
-            error=None if error is None else error.to_dict(), owner=None, lease_until=0.0)
+            job_id, state=state, stage=JobStage(state.value), finished_at=now, expires_at=now + self.settings.ttl_s,
+            error=None if error is None else JobError.of(error), owner=None, lease_until=0.0)
         self.store.discard_work_files(job_id, keep_results=state is JobState.succeeded)
         self.observer.state_changed(record, duration_s=round(time.monotonic() - started, 3),
                                     code=None if error is None else error.code)

@@ -1,4 +1,4 @@
-"""A job's state: apart from the store, for the clients that only read it."""
+"""A job's state and stage: apart from the store, for the clients that only read them."""
 
 from __future__ import annotations
 
@@ -15,3 +15,15 @@ class JobState(str, Enum):
     @property
     def terminal(self) -> bool:
         return self in (JobState.succeeded, JobState.failed, JobState.cancelled)
+
+
+class JobStage(str, Enum):
+    """Where a job's work is: waiting, tracking its chunks, assembling its result; once it
+    has ended, its state."""
+
+    queued = "queued"
+    tracking = "tracking"
+    aggregation = "aggregation"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"

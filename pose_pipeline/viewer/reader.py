@@ -80,7 +80,8 @@ class ViewerReader:
         or was cancelled (its files went with its work then)."""
         if record.state in (JobState.failed, JobState.cancelled):
             raise JobNotFinished(f"the job ended {record.state.value}; its video was deleted with its other files",
-                                 state=record.state.value, job_error=record.error)
+                                 state=record.state.value,
+                                 job_error=None if record.error is None else record.error.to_dict())
         path = self.store.upload_path(record.id)
         if not path.exists():
             raise JobNotFound(f"the video of job {record.id} was deleted (DELETE)", job_id=record.id)

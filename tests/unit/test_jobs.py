@@ -153,8 +153,8 @@ def assert_succeeded_with(store: LocalJobStore, record: JobRecord, reference: di
 
 def assert_failed(store: LocalJobStore, record: JobRecord, code: str, **details) -> None:
     assert record.state is JobState.failed
-    assert record.error["code"] == code
-    assert {k: record.error[k] for k in details} == details
+    assert record.error.code == code
+    assert {k: record.error.details[k] for k in details} == details
     assert not store.result_dir(record.id).exists()
 
 
@@ -287,7 +287,7 @@ def test_cancel_ends_a_running_job_and_removes_its_files(new_job, store, video):
         return await runner.cancel(record.id)
 
     ended = asyncio.run(main())
-    assert (ended.state, ended.error["code"]) == (JobState.cancelled, "cancelled")
+    assert (ended.state, ended.error.code) == (JobState.cancelled, "cancelled")
     assert not store.result_dir(record.id).exists()
     assert stages.calls == [0, 1, 2]
 
@@ -374,8 +374,8 @@ def test_attempts_by_runners_that_died_count_against_the_retry_budget(new_job, s
     ended = run_with_dying_runners(store, new_job(store, video), settings, settings.max_chunk_retries + 1,
                                    ScriptedStages(local_stages(store)), death_cause)
     assert ended.state is JobState.failed
-    assert ended.error["code"] == ("out_of_memory" if known_cause else "worker_died")
-    assert ended.error["chunk"] == 2 and ended.error["attempts"] == settings.max_chunk_retries + 1
+    assert ended.error.code == ("out_of_memory" if known_cause else "worker_died")
+    assert ended.error.details["chunk"] == 2 and ended.error.details["attempts"] == settings.max_chunk_retries + 1
     assert ended.retries == settings.max_chunk_retries + 1
     assert asked == [f"runner-{n}" for n in range(settings.max_chunk_retries + 1)]  # each heir asks once
 
@@ -392,8 +392,8 @@ def test_a_worker_death_after_runners_died_for_memory_reports_the_memory(new_job
                                    ScriptedStages(local_stages(store), at=2, error=WorkerDied, times=1),
                                    lambda owner: cause if known_cause else None)
     assert ended.state is JobState.failed
-    assert ended.error["code"] == ("out_of_memory" if known_cause else "worker_died")
-    assert ended.error["chunk"] == 2 and ended.error["attempts"] == settings.max_chunk_retries + 1
+    assert ended.error.code == ("out_of_memory" if known_cause else "worker_died")
+    assert ended.error.details["chunk"] == 2 and ended.error.details["attempts"] == settings.max_chunk_retries + 1
 
 
 # --- fault injection and memory guard ------------------------------------------------------------

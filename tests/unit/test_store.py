@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from pose_pipeline.config import StoreSettings
-from pose_pipeline.errors import InvalidOption, JobNotFound, StoreUnavailable
+from pose_pipeline.errors import InvalidOption, JobError, JobNotFound, StoreUnavailable
 from pose_pipeline.options import JobOptions
+from pose_pipeline.jobs.state import JobStage
 from pose_pipeline.jobs.store import JobRecord, JobState, JobStore, LocalJobStore, new_job_id, open_store
 from pose_pipeline.video import DecodeCursor, DecodeOptions, probe
 
@@ -68,11 +69,11 @@ def test_create_get_update_round_trip_every_field(new_job, store, video):
     assert store.get(record.id) == record
     assert list(Path(store.new_upload_path()).parent.iterdir()) == []  # the upload moved into the job
     assert store.upload_path(record.id).read_bytes() == video.read_bytes()
-    updated = store.update(record.id, stage="tracking", error={"code": "x", "chunk": 2, "nested": {"a": [1.5]}},
-                           state=JobState.running, cancel_requested=True, cursor=DecodeCursor(next_chunk=3),
-                           results={"json": 12}, started_at=123.25, retries=4, chunk_attempts=2, owner="o")
-    assert (updated.stage, updated.error, updated.state) == ("tracking", {"code": "x", "chunk": 2,
-                                                                         "nested": {"a": [1.5]}}, JobState.running)
+    error = JobError("x", "m", {"chunk": 2, "nested": {"a": [1.5]}})  # a code this version does not know: kept whole
+    updated = store.update(record.id, stage=JobStage.tracking, error=error, state=JobState.running,
+                           cancel_requested=True, cursor=DecodeCursor(next_chunk=3), results={"json": 12},
+                           started_at=123.25, retries=4, chunk_attempts=2, owner="o")
+    assert (updated.stage, updated.error, updated.state) == (JobStage.tracking, error, JobState.running)
     assert (updated.cancel_requested, updated.cursor, updated.results) == (True, DecodeCursor(next_chunk=3),
                                                                             {"json": 12})
     assert (updated.started_at, updated.retries, updated.chunk_attempts, updated.owner) == (123.25, 4, 2, "o")
@@ -81,7 +82,7 @@ def test_create_get_update_round_trip_every_field(new_job, store, video):
     with pytest.raises(JobNotFound):
         store.get(new_job_id())
     with pytest.raises(JobNotFound):
-        store.update(new_job_id(), stage="x")
+        store.update(new_job_id(), stage=JobStage.tracking)
 
 
 def test_a_second_store_on_the_same_settings_sees_the_same_jobs(new_job, settings, store):
@@ -241,7 +242,7 @@ def test_connections_stay_bounded_however_many_threads_come_and_go(new_job, post
     store = open_store(StoreSettings(root=str(tmp_path / "store"), database=database))
     job = new_job(store).id
     for _ in range(5):  # five generations of 12 threads, each reading and writing at once
-        threads = [threading.Thread(target=lambda: store.update(job, stage=threading.current_thread().name))
+        threads = [threading.Thread(target=lambda: store.update(job, owner=threading.current_thread().name))
                    for _ in range(12)]
         for thread in threads:
             thread.start()

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
-from ...errors import InvalidOption, from_dict
+from ...errors import InvalidOption
 from ...jobs.store import JobRecord, JobState
 from ...results.writers import MEDIA_TYPES
 from ..auth import AUTH, Service
@@ -59,7 +59,7 @@ async def track(service: Service, request: Request, format: str = "json") -> Any
     record = await new_job(service, request, endpoint_params=("format",), result_format=format)
     record = await service.wait(record.id)
     if record.state is JobState.failed and record.error is not None:
-        return error_json({**record.error, "job_id": record.id}, from_dict(record.error))
+        return error_json({**record.error.to_dict(), "job_id": record.id}, record.error.error())
     return file_response(service.result_of(record, format))
 
 

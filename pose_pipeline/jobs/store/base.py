@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from ...errors import JobNotFinished
+from ...errors import JobError, JobNotFinished
 from ...options import JobOptions
 from ...video import DecodeCursor, DecodeOptions, VideoProbe
-from ..state import JobState
+from ..state import JobStage, JobState
 
 
 @dataclass(frozen=True)
@@ -36,13 +36,13 @@ class JobRecord:
     decoding: DecodeOptions = field(default_factory=DecodeOptions)
     frames_done: int = 0
     chunks_done: int = 0
-    stage: str = "queued"
+    stage: JobStage = JobStage.queued
     #: Where the next chunk starts (None before the first commit).
     cursor: DecodeCursor | None = None
     #: Whether the chunk holding the video's last frame is committed.
     decoded_all: bool = False
-    #: The error the job ended with, as its JSON body (``errors.from_dict`` gives the type).
-    error: dict[str, Any] | None = None
+    #: The error the job ended with (``JobError.error()`` gives its type).
+    error: JobError | None = None
     started_at: float | None = None
     finished_at: float | None = None
     expires_at: float | None = None
@@ -61,7 +61,7 @@ class JobRecord:
             return
         if self.state.terminal:
             raise JobNotFinished(f"the job ended {self.state.value}; it has no result",
-                                 state=self.state.value, job_error=self.error)
+                                 state=self.state.value, job_error=None if self.error is None else self.error.to_dict())
         raise JobNotFinished(f"the job is {self.state.value}; its result is there once it has succeeded (poll "
                              "it or follow its events)", state=self.state.value)
 
@@ -74,7 +74,7 @@ _JSON_FIELDS: Mapping[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = 
     "video": (lambda v: v.to_dict(), VideoProbe.from_dict),
     "decoding": (asdict, lambda d: DecodeOptions(**d)),
     "cursor": (lambda v: v.to_dict(), DecodeCursor.from_dict),
-    "error": (dict, dict),
+    "error": (JobError.to_dict, JobError.from_dict),
     "results": (dict, dict),
 }
 
@@ -177,8 +177,10 @@ def _to_row(values: Mapping[str, Any] | JobRecord) -> dict[str, Any]:
             raise KeyError(key)
         if key in _JSON_FIELDS and value is not None:
             value = json.dumps(_JSON_FIELDS[key][0](value))
-        elif isinstance(value, JobState):
-            value = value.value
+        elif key == "state":
+            value = JobState(value).value
+        elif key == "stage":  # typed: a stage this version does not know is refused here
+            value = JobStage(value).value
         row[key] = value
     return row
 
@@ -193,6 +195,7 @@ def _from_row(row: dict[str, Any]) -> JobRecord:
         if row[key] is not None:
             row[key] = read(json.loads(row[key]))
     row["state"] = JobState(row["state"])
+    row["stage"] = JobStage(row["stage"])
     row["cancel_requested"] = bool(row["cancel_requested"])
     row["decoded_all"] = bool(row["decoded_all"])
     return JobRecord(**row)
