@@ -22,35 +22,6 @@ MIN_SIDE, MAX_SIDE = 16, 16384
 FORMATS: tuple[Literal["json", "npz"], ...] = ("json", "npz")
 
 
-class OneEuroModel(BaseModel):
-    """One group's One Euro parameters (``smoothing.OneEuroParams``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    min_cutoff: float
-    beta: float
-    d_cutoff: float
-
-
-class SmoothingModel(BaseModel):
-    """``smooth=`` as a job's options show it: every parameter that runs, whatever the client
-    wrote (a preset name, or an object overriding one). docs/result-schema.md, "Temporal
-    smoothing", describes each."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    preset: str
-    pixels: OneEuroModel
-    metres: OneEuroModel
-    translation: OneEuroModel
-    rotations: OneEuroModel
-    min_confidence: float
-    betas_frames: int
-
-    def options(self) -> SmoothingOptions:
-        return SmoothingOptions.from_dict(self.model_dump())
-
-
 #: What ``include=`` may name: ``vertices`` (SMPL mesh per person, in the NPZ), ``json_vertices``
 #: (in the JSON too; implies ``vertices``).
 Include = Literal["vertices", "json_vertices"]
@@ -70,7 +41,9 @@ class JobOptions(BaseModel):
     #: renders it once the JSON result is written: docs/api.md).
     formats: tuple[Literal["json", "npz", "mp4", "bvh"], ...] = FORMATS
     #: Temporal smoothing (None: off, the default): docs/result-schema.md, "Temporal smoothing".
-    smooth: SmoothingModel | None = None
+    #: Every parameter that runs, whatever the client wrote (a preset name, or an object
+    #: overriding one), so that a preset retuned later does not change a job's result.
+    smooth: SmoothingOptions | None = None
     #: Optional outputs: ``vertices`` (engines with SMPL only).
     include: tuple[Include, ...] = ()
 
@@ -93,10 +66,10 @@ class JobOptions(BaseModel):
     @field_validator("smooth", mode="before")
     @classmethod
     def _smoothing(cls, value: Any) -> Any:
-        # A preset name, or an object (JSON text in a query string or form field); stored as
-        # every parameter, so that a preset retuned later does not change a job's result.
-        if value is None or isinstance(value, SmoothingModel):
-            return value
+        # A preset name, or an object (JSON text in a query string or form field): parsed by
+        # SmoothingOptions.parse, which names the field at fault.
+        if value is None or isinstance(value, SmoothingOptions):
+            return value if value is None or value.enabled else None
         if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
             try:
                 value = json.loads(value)
@@ -108,11 +81,11 @@ class JobOptions(BaseModel):
         except InvalidOption as exc:  # names the field: smooth.pixels.beta, ...
             message = exc.message.removeprefix("smooth: ")
             raise PydanticCustomError("smooth_invalid", "{message}", {"message": message}) from None
-        return parsed.to_dict() if parsed.enabled else None
+        return parsed if parsed.enabled else None
 
     def smoothing(self) -> SmoothingOptions:
         """The smoothing to apply (``PRESETS["off"]`` when none)."""
-        return PRESETS["off"] if self.smooth is None else self.smooth.options()
+        return PRESETS["off"] if self.smooth is None else self.smooth
 
     @property
     def vertices(self) -> bool:
