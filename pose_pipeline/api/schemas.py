@@ -12,10 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..options import JobOptions
 from ..jobs.state import JobStage, JobState
+from ..video.types import VideoProbe
 
 if TYPE_CHECKING:  # the server's types; a client reads these views without them (no PyAV, numpy)
     from ..jobs.store import JobRecord
-    from ..video import VideoProbe
     from .parts import PartialUpload
 
 
@@ -69,29 +69,6 @@ class JobUrls(_View):
     media_token: str
 
 
-class VideoView(_View):
-    """The upload's probe; sizes before rotation, ``display_*`` after."""
-
-    container: str
-    codec: str
-    width: int
-    height: int
-    rotation: int
-    fps: float
-    variable_fps: bool
-    frame_count: int
-    frame_count_exact: bool
-    duration_s: float
-    has_audio: bool
-    file_size: int
-    display_width: int
-    display_height: int
-
-    @classmethod
-    def of(cls, video: VideoProbe) -> VideoView:
-        return cls.model_validate(video.to_dict())
-
-
 class ProcessingView(_View):
     """How the video is processed (the result header's ``processing``): ``fps`` null is every
     frame; the frames the engine sees, and the overlay MP4, are ``frame_width x frame_height``."""
@@ -113,7 +90,7 @@ class JobView(_View):
     stage: JobStage
     progress: Progress
     filename: str
-    video: VideoView
+    video: VideoProbe
     options: JobOptions
     processing: ProcessingView
     engine: str
@@ -143,7 +120,7 @@ class JobView(_View):
                               fraction=round(min(1.0, record.frames_done / total), 4) if total else 0.0,
                               chunks_done=record.chunks_done),
             filename=record.filename,
-            video=VideoView.of(record.video),
+            video=record.video,
             options=record.options,
             processing=ProcessingView.model_validate(processing_of(record.video, record.decoding).to_dict()),
             engine=record.engine,

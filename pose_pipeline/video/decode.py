@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -39,10 +39,10 @@ from typing import Any
 import av
 import numpy as np
 
-from ..errors import CorruptVideo, InvalidOption
-from ..options import MAX_FPS, MAX_SIDE, MIN_SIDE
+from ..errors import CorruptVideo
 from .containers import REORDER_WINDOW, indexed_frames, open_media, read_head, stream_duration, video_stream
-from .probe import VideoProbe
+
+from .types import DecodeCursor, DecodeOptions, VideoProbe
 
 #: What the decoder yields: (frame, source index, pts, time in seconds), in presentation order;
 #: selected for a chunk, with the frame's fps sampling slot.
@@ -57,73 +57,6 @@ _MISSING_FRAMES_TOLERANCE = 2
 # Extra slack, in seconds, when the expected end is only known from the container: its
 # audio may outlast the video.
 _ROUGH_END_TOLERANCE_S = 0.5
-
-
-@dataclass(frozen=True)
-class DecodeOptions:
-    #: Byte budget of one chunk of RGB frames.
-    chunk_bytes: int = 256 * 1024 * 1024
-    #: Target frame rate; frames are picked by timestamp, one per 1/fps slot. None: all frames.
-    fps: float | None = None
-    #: Longest side of the output frames (FFmpeg's scaler). None: source size.
-    max_side: int | None = None
-    start_s: float | None = None
-    end_s: float | None = None
-    #: FFmpeg decoding threads; 0: automatic.
-    threads: int = 0
-
-    def __post_init__(self) -> None:
-        if self.fps is not None and not (0 < self.fps <= MAX_FPS):
-            raise InvalidOption(f"fps must be in (0, {MAX_FPS:g}], got {self.fps}", option="fps")
-        if self.max_side is not None and not (MIN_SIDE <= self.max_side <= MAX_SIDE):
-            raise InvalidOption(f"max_side must be in [{MIN_SIDE}, {MAX_SIDE}], got {self.max_side}",
-                                option="max_side")
-        if self.start_s is not None and self.start_s < 0:
-            raise InvalidOption("start_s must be >= 0", option="start_s")
-        if self.end_s is not None and self.end_s <= (self.start_s or 0.0):
-            raise InvalidOption("end_s must be after start_s", option="end_s")
-        if self.chunk_bytes < 1:
-            raise InvalidOption("chunk_bytes must be positive", option="chunk_bytes")
-
-    def check_range(self, video: VideoProbe) -> None:
-        """Refuse a ``start_s`` at or past the end of ``video``: no frame to decode. Checked
-        when the job is submitted (422 before it exists) and again by the decoder."""
-        if self.start_s and video.duration_s and self.start_s >= video.duration_s:
-            raise InvalidOption(f"start_s ({self.start_s} s) is not before the end of the video "
-                                f"({video.duration_s:.3f} s)", option="start_s")
-
-    def frame_size(self, probe: VideoProbe) -> tuple[int, int]:
-        """(width, height) of output frames: upright, longest side at most ``max_side``."""
-        width, height = probe.display_size
-        if self.max_side and max(width, height) > self.max_side:
-            scale = self.max_side / max(width, height)
-            width, height = max(1, round(width * scale)), max(1, round(height * scale))
-        return width, height
-
-    def frames_per_chunk(self, probe: VideoProbe) -> int:
-        width, height = self.frame_size(probe)
-        return max(1, self.chunk_bytes // (width * height * 3))
-
-    def output_fps(self, probe: VideoProbe) -> float:
-        return min(self.fps, probe.fps) if self.fps else probe.fps
-
-
-@dataclass(frozen=True)
-class DecodeCursor:
-    """Position after the last frame handed out; small, picklable, JSON-friendly."""
-
-    next_chunk: int = 0
-    next_frame: int = 0  # index of the next output frame
-    last_source_index: int = -1  # index in the source stream of the last frame decoded
-    last_pts: int | None = None  # its presentation timestamp, in the stream's time base
-    last_slot: int = -1  # fps sampling slot of the last frame handed out
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DecodeCursor:
-        return cls(**d)
 
 
 @dataclass(frozen=True, eq=False)

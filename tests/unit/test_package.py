@@ -58,17 +58,18 @@ except SystemExit:
     "import pose_pipeline",
     "import pose_pipeline.client",
     "from pose_pipeline import Client, JobOptions, Settings, PipelineError",
+    "from pose_pipeline.video.types import VideoProbe, DecodeOptions",
     run_cli("--help"),
     run_cli("jobs", "--url", "http://127.0.0.1:9"),
     run_cli("submit", "no-such-video.mp4", "--url", "http://127.0.0.1:9"),
-], ids=["package", "client", "public-names", "cli-help", "cli-jobs", "cli-submit"])
+], ids=["package", "client", "public-names", "video-types", "cli-help", "cli-jobs", "cli-submit"])
 def test_clients_load_no_decoding_numerics_or_database(code):
     assert not loaded_after(code) & HEAVY
 
 
 def test_the_heavy_set_is_really_seen():
     """The probe above can fail: decoding a video does load PyAV and numpy."""
-    assert {"av", "numpy"} <= loaded_after("import pose_pipeline.video")
+    assert {"av", "numpy"} <= loaded_after("from pose_pipeline.video import probe")
 
 
 def test_at_most_eight_top_level_modules_and_every_package_says_its_job():

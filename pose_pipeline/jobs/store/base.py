@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from ...errors import JobError, JobNotFinished
 from ...options import JobOptions
-from ...video import DecodeCursor, DecodeOptions, VideoProbe
+from ...video.types import DecodeCursor, DecodeOptions, VideoProbe
 from ..state import JobStage, JobState
 
 

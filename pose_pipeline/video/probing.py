@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,53 +16,12 @@ import numpy as np
 from ..config import Limits
 from ..errors import (CorruptVideo, DurationTooLong, EmptyUpload, FileTooLarge, NoVideoStream, ResolutionTooLarge,
                       StillImage, UnsupportedCodec)
-from ..results.schema import VideoInfo
+from .types import VideoProbe
 from .containers import (REORDER_WINDOW, check_not_cut_off, container_name, indexed_frames, open_media, read_head,
                          stream_duration, video_stream)
 
 # Packets whose timestamps probe reads to measure the frame rate.
 _PROBE_PACKETS = 300
-
-
-@dataclass(frozen=True)
-class VideoProbe:
-    """What a video is, read from its header and first frame. Sizes are before rotation."""
-
-    container: str
-    codec: str
-    width: int
-    height: int
-    #: Clockwise rotation (0, 90, 180, 270) that makes the picture upright.
-    rotation: int
-    fps: float
-    variable_fps: bool
-    frame_count: int
-    #: Whether ``frame_count`` is a count: from the container's index (MP4/MOV), or of every
-    #: packet when the file is short enough to read them all; else it is duration x fps.
-    frame_count_exact: bool
-    duration_s: float
-    has_audio: bool
-    file_size: int
-
-    @property
-    def display_size(self) -> tuple[int, int]:
-        """(width, height) after rotation."""
-        return (self.height, self.width) if self.rotation in (90, 270) else (self.width, self.height)
-
-    def to_dict(self) -> dict:
-        width, height = self.display_size
-        return {**asdict(self), "display_width": width, "display_height": height}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> VideoProbe:
-        """The inverse of ``to_dict`` (which adds the derived display size)."""
-        return cls(**{name: d[name] for name in cls.__dataclass_fields__})
-
-    def video_info(self) -> VideoInfo:
-        width, height = self.display_size
-        return VideoInfo(width=width, height=height, fps=round(self.fps, 6),
-                         duration_s=round(self.duration_s, 6), frame_count=self.frame_count,
-                         rotation=self.rotation, codec=self.codec, container=self.container)
 
 
 def is_still_image(container: Any) -> bool:
