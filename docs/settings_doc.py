@@ -26,7 +26,10 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from pose_pipeline.config import GiB, MiB, Settings
+from pose_pipeline.engines.blazepose.options import BlazePoseOptions
 from pose_pipeline.engines.faults import FaultSpec
+from pose_pipeline.engines.motion.options import MotionOptions
+from pose_pipeline.engines.phalp.options import PhalpOptions
 
 DOC = Path(__file__).resolve().parent / "configuration.md"
 COMMAND = "python docs/settings_doc.py"
@@ -46,13 +49,39 @@ def settings_reference() -> str:
 def model_table(model: type[BaseModel]) -> str:
     rows = ["| field | type | default | meaning |", "| --- | --- | --- | --- |"]
     for name, field in model.model_fields.items():
-        rows.append(f"| `{name}` | {_type(field.annotation)} | {_default(name, field)} | {field.description or ''} |")
+        meaning = " ".join(filter(None, [field.description, _bounds(field)]))
+        rows.append(f"| `{name}` | {_type(field.annotation)} | {_default(name, field)} | {meaning} |")
     return "\n".join(rows)
+
+
+def _bounds(field: FieldInfo) -> str:
+    """The field's numeric bounds as a range, e.g. ``(0, 1]``; empty when it has none."""
+    low = high = None
+    low_open = high_open = False
+    for item in field.metadata:
+        for attribute, is_low, is_open in (("ge", True, False), ("gt", True, True), ("le", False, False),
+                                           ("lt", False, True)):
+            value = getattr(item, attribute, None)
+            if value is not None:
+                if is_low:
+                    low, low_open = value, is_open
+                else:
+                    high, high_open = value, is_open
+    if low is None and high is None:
+        return ""
+    if high is None:
+        return f"(> {low:g})" if low_open else f"(≥ {low:g})"
+    if low is None:
+        return f"(< {high:g})" if high_open else f"(≤ {high:g})"
+    return f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
 
 
 #: Name -> what goes between its markers.
 BLOCKS: Mapping[str, Callable[[], str]] = {
     "settings": settings_reference,
+    "phalp-options": lambda: model_table(PhalpOptions),
+    "blazepose-options": lambda: model_table(BlazePoseOptions),
+    "motion-options": lambda: model_table(MotionOptions),
     "faults": lambda: model_table(FaultSpec),
 }
 

@@ -1,82 +1,62 @@
-"""Options of the blazepose engine (``engine.options``); docs/engines.md lists them."""
+"""Options of the blazepose engine (``engine.options``); docs/configuration.md's table of them
+is generated from these fields, docs/engines.md says what each does."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import ClassVar
 
-from ...errors import InvalidOption
+from pydantic import Field, ValidationInfo, field_validator
+
+from ..options import EngineOptions
 from .models import ModelPaths
 
 
-@dataclass(frozen=True)
-class BlazePoseOptions:
+class BlazePoseOptions(EngineOptions):
+    """Frame counts are processed frames (the defaults suit about 25-30 fps)."""
+
+    engine: ClassVar[str] = "blazepose"
+
     # --- model files
-    #: Directory of the fetched model files (default ~/.cache/pose-pipeline/blazepose).
-    models_dir: str | None = None
-    #: Explicit model files (an operator's own): used as given, not checked by hash.
-    detector_model: str | None = None
-    landmark_model: str | None = None
-    #: CPU threads of each model.
-    threads: int = 2
+    models_dir: str | None = Field(None, description=(
+        "where `pose-pipeline models fetch` puts the two model files (null: "
+        "`~/.cache/pose-pipeline/blazepose`, under `$XDG_CACHE_HOME`); `serve`, `demo` and `track` fetch them "
+        "there when missing"))
+    detector_model: str | None = Field(None, description=(
+        "an operator's own detector file instead (used as given: checked by its tensors, not by sha256)"))
+    landmark_model: str | None = Field(None, description="an operator's own landmark model file instead (likewise)")
+    threads: int = Field(2, ge=1, description="CPU threads of each model (results do not depend on it)")
     # --- finding people
-    #: Person detector score threshold.
-    detection_threshold: float = 0.5
-    #: Landmark model's pose presence below which a region holds nobody.
-    presence_threshold: float = 0.5
-    #: Heatmap confidence (mean of the 8 sharpest joint peaks) below which a skeleton is
-    #: taken for one the model made up (on cars, walls, bicycles) and dropped.
-    confidence_threshold: float = 0.75
-    #: While someone is followed, run the detector on every n-th frame only (for people who
-    #: come in); while nobody is, on every frame.
-    detect_every: int = 5
-    #: 1: the detector sees the whole frame. n > 1: also an n x n grid of overlapping tiles,
-    #: for small people (costs n * n + 1 detector runs per detection frame).
-    tiles: int = 1
-    #: Most skeletons per frame (regions followed first, then new detections by score).
-    max_people: int = 10
-    #: Two skeletons more alike than this (keypoint similarity, 0-1) are one person found twice.
-    duplicate_similarity: float = 0.5
+    detection_threshold: float = Field(0.5, gt=0, lt=1, description="person detector score")
+    presence_threshold: float = Field(0.5, gt=0, lt=1, description=(
+        "landmark model's pose presence below which a region holds nobody"))
+    confidence_threshold: float = Field(0.75, ge=0, lt=1, description=(
+        "heatmap confidence (mean of the 8 sharpest joint peaks) below which a skeleton is one the model made up "
+        "(on cars, walls, bicycles) and is dropped"))
+    detect_every: int = Field(5, ge=1, description=(
+        "run the detector every n-th frame while someone is followed (every frame while nobody is)"))
+    tiles: int = Field(1, ge=1, le=4, description=(
+        "1: the detector sees the whole frame; n in 2-4: also an n x n grid of overlapping tiles, for small "
+        "people (n² + 1 detector runs per detection frame at most)"))
+    max_people: int = Field(10, ge=1, description="skeletons per frame at most (regions followed first, then new "
+                                                  "detections by score)")
+    duplicate_similarity: float = Field(0.5, gt=0, le=1, description=(
+        "keypoint similarity above which two skeletons are one person found twice"))
     # --- track ids
-    n_init: int = 3
-    max_age: int = 30
-    max_predicted: int = 3
-    min_similarity: float = 0.2
-    #: Share of keypoint similarity (against box IoU) in the assignment.
-    keypoint_weight: float = 0.5
+    n_init: int = Field(3, ge=1, description="consecutive hits that confirm a track (hold-back `n_init − 1`)")
+    max_age: int = Field(30, ge=0, description="frames a confirmed track survives unmatched")
+    max_predicted: int = Field(3, ge=0, description=(
+        "frames a coasting track is still reported, with its predicted box and no joints (≤ `max_age`)"))
+    min_similarity: float = Field(0.2, gt=0, le=1, description=(
+        "gate of the assignment (IoU and keypoint similarity combined)"))
+    keypoint_weight: float = Field(0.5, ge=0, le=1, description=(
+        "share of keypoint similarity against box IoU in the assignment"))
 
+    @field_validator("max_predicted")
     @classmethod
-    def from_mapping(cls, options: Mapping[str, Any]) -> BlazePoseOptions:
-        known = {f.name for f in fields(cls)}
-        unknown = set(options) - known
-        if unknown:
-            raise InvalidOption(f"unknown blazepose engine option(s): {', '.join(sorted(unknown))}; "
-                                f"known: {', '.join(sorted(known))}", option="engine.options")
-        return cls(**dict(options))
-
-    def __post_init__(self) -> None:
-        checks = [
-            ("threads", self.threads >= 1, "must be at least 1"),
-            ("detection_threshold", 0.0 < self.detection_threshold < 1.0, "must be in (0, 1)"),
-            ("presence_threshold", 0.0 < self.presence_threshold < 1.0, "must be in (0, 1)"),
-            ("confidence_threshold", 0.0 <= self.confidence_threshold < 1.0, "must be in [0, 1)"),
-            ("detect_every", self.detect_every >= 1, "must be at least 1"),
-            ("tiles", 1 <= self.tiles <= 4, "must be in [1, 4]"),
-            ("max_people", self.max_people >= 1, "must be at least 1"),
-            ("duplicate_similarity", 0.0 < self.duplicate_similarity <= 1.0, "must be in (0, 1]"),
-            ("n_init", self.n_init >= 1, "must be at least 1"),
-            ("max_age", self.max_age >= 0, "must be at least 0"),
-            ("max_predicted", 0 <= self.max_predicted <= self.max_age, "must be in [0, max_age]"),
-            ("min_similarity", 0.0 < self.min_similarity <= 1.0, "must be in (0, 1]"),
-            ("keypoint_weight", 0.0 <= self.keypoint_weight <= 1.0, "must be in [0, 1]"),
-        ]
-        for name, ok, why in checks:
-            if not ok:
-                raise InvalidOption(f"blazepose engine option {name}: {why}", option=f"engine.options.{name}")
+    def _at_most_max_age(cls, value: int, info: ValidationInfo) -> int:
+        if "max_age" in info.data and value > info.data["max_age"]:
+            raise ValueError("must be in [0, max_age]")
+        return value
 
     def model_paths(self) -> ModelPaths:
         return ModelPaths.resolve(self.models_dir, self.detector_model, self.landmark_model)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

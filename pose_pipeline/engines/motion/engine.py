@@ -14,7 +14,7 @@ class MotionEngine(Engine):
     """Background subtraction + Kalman/Hungarian tracking on the CPU (see the module doc)."""
 
     def __init__(self, **options: Any) -> None:
-        self.options = MotionOptions(**options)
+        self.options = MotionOptions.from_mapping(options)
         self.holdback_frames = self.options.n_init - 1
 
     @property

@@ -1,67 +1,58 @@
-"""The motion engine's options (``engine.options``), checked when the engine is built."""
+"""The motion engine's options (``engine.options``), checked when the engine is built;
+docs/configuration.md's table of them is generated from these fields."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import ClassVar
 
-from ...errors import InvalidOption
+from pydantic import Field, ValidationInfo, field_validator
+
+from ..options import EngineOptions
 
 
-@dataclass(frozen=True)
-class MotionOptions:
-    """The engine's options (``engine.options`` in the configuration). Frame counts are in
-    processed frames: the defaults suit about 30 frames per second."""
+class MotionOptions(EngineOptions):
+    """Frame counts are processed frames: the defaults suit about 30 frames per second."""
 
-    #: Longest side, in pixels, of the image the foreground is computed on; None: full size.
-    work_side: int | None = 320
-    #: Fraction by which the background moves towards each frame where no motion is seen.
-    learning_rate: float = 0.03
-    #: Colour difference (8-bit levels, largest over R, G, B) above which a pixel is foreground.
-    threshold: float = 25.0
-    #: Frames a pixel may stay foreground before it is taken into the background.
-    absorb_frames: int = 150
-    #: A blob whose outline has fewer edges of the frame than this fraction of the edges of
-    #: the background model is a ghost (see ``ForegroundModel._is_ghost``) and is absorbed.
-    ghost_edge_ratio: float = 0.1
-    #: Foreground fraction of the frame above which the background restarts (cut, camera move).
-    reset_fraction: float = 0.5
-    #: Smallest blob that counts, as a fraction of the frame area.
-    min_area: float = 0.002
-    #: Height/width range of blobs that may start a track (upright people are about 1.5-4).
-    aspect_range: tuple[float, float] = (0.8, 6.0)
-    #: Consecutive hits that confirm a track; ``holdback_frames`` is ``n_init - 1``.
-    n_init: int = 3
-    #: Frames a confirmed track survives without a match before it is deleted.
-    max_age: int = 30
-    #: Frames a coasting track is still reported with its predicted box.
-    max_predicted: int = 10
-    #: Smallest IoU between a track's predicted box and a detection for them to match.
-    min_iou: float = 0.2
-    #: Fraction of a track's predicted box inside a detection that makes it part of a group.
-    group_coverage: float = 0.6
-    #: A detection covering one track's predicted box and this many times larger is taken
-    #: for that person merged with someone untracked, and treated as a group.
-    merge_area_ratio: float = 1.8
+    engine: ClassVar[str] = "motion"
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "aspect_range", tuple(float(v) for v in self.aspect_range))
-        checks = [
-            (self.work_side is None or self.work_side >= 16, "work_side must be at least 16 (or null)"),
-            (0.0 < self.learning_rate <= 1.0, "learning_rate must be in (0, 1]"),
-            (self.threshold > 0, "threshold must be positive"),
-            (1 <= self.absorb_frames < 2 ** 16, "absorb_frames must be in [1, 65535]"),
-            (0.0 <= self.ghost_edge_ratio < 1.0, "ghost_edge_ratio must be in [0, 1)"),
-            (0.0 < self.reset_fraction <= 1.0, "reset_fraction must be in (0, 1]"),
-            (0.0 <= self.min_area < 1.0, "min_area must be in [0, 1)"),
-            (len(self.aspect_range) == 2 and 0 < self.aspect_range[0] <= self.aspect_range[1],
-             "aspect_range must be [low, high] with 0 < low <= high"),
-            (self.n_init >= 1, "n_init must be at least 1"),
-            (self.max_age >= 0, "max_age must be at least 0"),
-            (0 <= self.max_predicted <= self.max_age, "max_predicted must be in [0, max_age]"),
-            (0.0 < self.min_iou <= 1.0, "min_iou must be in (0, 1]"),
-            (0.0 < self.group_coverage <= 1.0, "group_coverage must be in (0, 1]"),
-            (self.merge_area_ratio > 1.0, "merge_area_ratio must be above 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise InvalidOption(f"motion engine: {message}", option="engine.options")
+    work_side: int | None = Field(320, ge=16, description=(
+        "longest side, in pixels, of the image the foreground is computed on (null: full size)"))
+    learning_rate: float = Field(0.03, gt=0, le=1, description=(
+        "fraction by which the background moves towards each frame where no motion is seen"))
+    threshold: float = Field(25.0, gt=0, description=(
+        "colour difference (8-bit levels, largest over R, G, B) above which a pixel is foreground"))
+    absorb_frames: int = Field(150, ge=1, le=65535, description=(
+        "frames a pixel may stay foreground before it is taken into the background"))
+    ghost_edge_ratio: float = Field(0.1, ge=0, lt=1, description=(
+        "a blob whose outline has fewer edges of the frame than this fraction of the edges of the background "
+        "model is a ghost of the background, and is absorbed"))
+    reset_fraction: float = Field(0.5, gt=0, le=1, description=(
+        "foreground fraction of the frame above which the background restarts (a cut, a camera move)"))
+    min_area: float = Field(0.002, ge=0, lt=1, description="smallest blob that counts, as a fraction of the frame area")
+    aspect_range: tuple[float, float] = Field((0.8, 6.0), description=(
+        "height/width range `[low, high]` of blobs that may start a track (upright people are about 1.5-4)"))
+    n_init: int = Field(3, ge=1, description="consecutive hits that confirm a track (hold-back `n_init − 1`)")
+    max_age: int = Field(30, ge=0, description="frames a confirmed track survives unmatched before it is deleted")
+    max_predicted: int = Field(10, ge=0, description=(
+        "frames a coasting track is still reported with its predicted box (≤ `max_age`)"))
+    min_iou: float = Field(0.2, gt=0, le=1, description=(
+        "smallest IoU between a track's predicted box and a detection for them to match"))
+    group_coverage: float = Field(0.6, gt=0, le=1, description=(
+        "fraction of a track's predicted box inside a detection that makes it part of a group"))
+    merge_area_ratio: float = Field(1.8, gt=1, description=(
+        "a detection covering one track's predicted box and this many times larger is that person merged with "
+        "someone untracked, treated as a group"))
+
+    @field_validator("aspect_range")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < value[0] <= value[1]:
+            raise ValueError("must be [low, high] with 0 < low <= high")
+        return value
+
+    @field_validator("max_predicted")
+    @classmethod
+    def _at_most_max_age(cls, value: int, info: ValidationInfo) -> int:
+        if "max_age" in info.data and value > info.data["max_age"]:
+            raise ValueError("must be in [0, max_age]")
+        return value

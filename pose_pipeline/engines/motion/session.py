@@ -45,7 +45,7 @@ class MotionSession(FramewiseSession):
     def export_state(self) -> bytes:
         self.check_open()
         header = {
-            "options": asdict(self.options),
+            "options": self.options.to_dict(),
             "video": asdict(self.video),
             "next_frame": self.next_frame,
             "next_id": self.tracker.next_id,
@@ -60,7 +60,7 @@ class MotionSession(FramewiseSession):
     @classmethod
     def from_state(cls, state: bytes) -> MotionSession:
         header, arrays = _STATE.unpack(state)
-        options = MotionOptions(**header["options"])
+        options = MotionOptions.from_mapping(header["options"])
         video = VideoSpec(**header["video"])
         factor = shrink_factor(video.frame_width, video.frame_height, options.work_side)
         foreground = ForegroundModel(options, factor, arrays.get("background"), arrays.get("foreground_run"))
