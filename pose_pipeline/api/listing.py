@@ -1,5 +1,4 @@
-"""The job list (``GET /v1/jobs``): its query parameters, checked, and its opaque cursors; and
-whole-number query parameters of other endpoints (``whole_number``).
+"""The job list (``GET /v1/jobs``): its query parameters, checked, and its opaque cursors.
 
 Pages are cut by key, not by offset: a cursor holds the (``created_at``, id) of the last job
 of its page, and the next page starts after it in the list's order (newest first, then by
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from ..errors import InvalidOption
 from ..jobs.store import JobRecord, JobState
 from ..files import compact_json
+from .params import whole_number
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -41,19 +41,6 @@ class JobQuery:
 
 def _limit(value: str | None) -> int:
     return whole_number(value, "limit", default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
-
-
-def whole_number(value: str | None, option: str, *, default: int, minimum: int, maximum: int | None = None) -> int:
-    """A query parameter that is a whole number in [``minimum``, ``maximum``] (``default`` when
-    absent or empty); ``InvalidOption`` naming it otherwise."""
-    if value is None or value == "":
-        return default
-    text = value.strip()
-    number = int(text) if text.isascii() and text.isdigit() else None
-    if number is None or number < minimum or (maximum is not None and number > maximum):
-        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
-        raise InvalidOption(f"{option} must be a whole number {bounds}, not {value[:40]!r}", option=option)
-    return number
 
 
 def _states(value: str | None) -> tuple[JobState, ...]:

@@ -151,6 +151,11 @@ def test_upload_in_parts_errors(api, strict, anonymous, local, stores, video):
     _assert_error(too_big, 413, "part_too_large")
     assert too_big.json()["error"]["limit_bytes"] == upload["max_part_bytes"] == 100_000
     _assert_error(strict.put(url, params={"offset": 5}, content=b"x"), 409, "upload_conflict")
+    for offset in (None, "-1", "2.5", "x"):  # the query parameters read in one style (api/params.py)
+        bad = strict.put(url, params={} if offset is None else {"offset": offset}, content=b"x")
+        _assert_error(bad, 422, "invalid_option")
+        assert bad.json()["error"]["option"] == "offset" and "whole number" in bad.json()["error"]["message"]
+    _assert_error(strict.post("/v1/uploads", params={"size": "-3"}), 422, "invalid_option")
     _assert_error(strict.post("/v1/jobs", params={"upload": upload["id"]}), 400, "empty_file")
     assert strict.delete(url).json()["deleted"] is True
     _assert_error(strict.get(url), 404, "upload_not_found")

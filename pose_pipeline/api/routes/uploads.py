@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ..auth import AUTH, Service
+from ..params import optional_whole_number, required_whole_number
 from ..responses import base_url, content_length
 from ..schemas import UploadDeleted, UploadView
 
@@ -14,17 +15,19 @@ router = APIRouter()
 
 @router.post("/v1/uploads", status_code=201, dependencies=AUTH, response_model=UploadView)
 async def create_upload(service: Service, request: Request, filename: str = "",
-                        size: int | None = None) -> JSONResponse:
-    """Start an upload in parts (large files: each request holds one bounded part)."""
-    upload = service.create_upload(filename, size)
+                        size: str | None = None) -> JSONResponse:
+    """Start an upload in parts (large files: each request holds one bounded part); ``size``:
+    the file's size in bytes, if known (refused at once when over the limit)."""
+    upload = service.create_upload(filename, optional_whole_number(size, "size", minimum=0))
     return JSONResponse(service.upload_view(upload, base_url(request)).to_json(), status_code=201,
                         headers={"Location": f"/v1/uploads/{upload.id}"})
 
 
 @router.put("/v1/uploads/{upload_id}", dependencies=AUTH, response_model=UploadView)
-async def upload_part(service: Service, upload_id: str, request: Request, offset: int) -> dict[str, Any]:
+async def upload_part(service: Service, upload_id: str, request: Request, offset: str | None = None) -> dict[str, Any]:
     """Append the body as the part that starts at byte ``offset``."""
-    upload = await service.append_part(upload_id, offset, request.stream(), content_length(request))
+    start = required_whole_number(offset, "offset", minimum=0)
+    upload = await service.append_part(upload_id, start, request.stream(), content_length(request))
     return service.upload_view(upload, base_url(request)).to_json()
 
 

@@ -7,7 +7,7 @@ from starlette.exceptions import HTTPException
 
 from ... import viewer
 from ..auth import AUTH, Service, request_token
-from ..listing import whole_number
+from ..params import whole_number
 from ..schemas import FramesPage, MediaTokenView, Timeline
 
 router = APIRouter()
