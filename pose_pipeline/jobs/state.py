@@ -12,6 +12,9 @@ class JobState(str, Enum):
     failed = "failed"
     cancelled = "cancelled"
 
+    def __str__(self) -> str:  # its name as clients see it, in f-strings and logs too
+        return self.value
+
     @property
     def terminal(self) -> bool:
         return self in (JobState.succeeded, JobState.failed, JobState.cancelled)
@@ -27,3 +30,6 @@ class JobStage(str, Enum):
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
+
+    def __str__(self) -> str:  # as JobState's
+        return self.value

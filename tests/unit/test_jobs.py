@@ -480,3 +480,11 @@ def test_memory_guard_stops_a_runaway_chunk_and_its_memory_is_released():
     assert guard.rss() < base + 128 * MiB  # released, even while the error is still held
     with guard.watch():  # the guard is reusable and quiet under the limit
         np.ones(16 * MiB, dtype=np.uint8)
+
+
+def test_states_and_stages_print_as_clients_see_them():
+    """The progress bar and ``pose-pipeline jobs`` print them in f-strings."""
+    from pose_pipeline.jobs.state import JobStage
+
+    assert (f"{JobStage.tracking}", f"{JobState.running:8}|", str(JobStage.succeeded)) == (
+        "tracking", "running |", "succeeded")
