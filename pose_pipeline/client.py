@@ -66,8 +66,10 @@ class Client:
             upload = self.upload_parts(path, part_bytes, progress)
             return JobView.model_validate(_json(self._http.post("/v1/jobs", params={**params, "upload": upload.id})))
         with open(path, "rb") as fh:
+            # Its length up front: a server that cannot take it answers 413 before the body.
             response = self._http.post("/v1/jobs", params={**params, "filename": path.name}, content=_pieces(fh),
-                                       headers={"Content-Type": "application/octet-stream"})
+                                       headers={"Content-Type": "application/octet-stream",
+                                                "Content-Length": str(path.stat().st_size)})
         return JobView.model_validate(_json(response))
 
     def upload_parts(self, video: str | os.PathLike[str], part_bytes: int = PART_BYTES,

@@ -10,6 +10,8 @@ from typing import Any
 from ..options import JobOptions
 
 EXIT_BAD_INPUT, EXIT_FAILURE = 2, 1
+#: The result format an output file's suffix asks for (``track -o``, ``submit --wait -o``).
+SUFFIX_FORMATS = {".json": "json", ".npz": "npz", ".bvh": "bvh", ".zip": "bvh", ".mp4": "mp4"}
 _JOB_OPTIONS = ("engine", "fps", "max_side", "start_s", "end_s", "smooth", "include")
 
 

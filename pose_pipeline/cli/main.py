@@ -15,7 +15,8 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from .common import EXIT_BAD_INPUT, EXIT_FAILURE, add_job_options, job_options, no_such_file, notice
+from .common import EXIT_BAD_INPUT, EXIT_FAILURE, SUFFIX_FORMATS, add_job_options, job_options, no_such_file, notice
+from .. import __version__
 from ..config import Settings
 from ..errors import PipelineError
 
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pose-pipeline", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--config", help="YAML settings file (see docs/configuration.md)")
+    parser.add_argument("--version", action="version", version=f"pose-pipeline {__version__}")
     commands = parser.add_subparsers(metavar="COMMAND")
 
     track = commands.add_parser("track", help="track the people in a video, in this process (no Ray)")
@@ -86,7 +88,7 @@ def _track(args: argparse.Namespace) -> int:
 
     settings = Settings.load(args.config)
     suffix = args.output.suffix
-    fmt = args.format or _SUFFIX_FORMATS.get(suffix, "json")
+    fmt = args.format or SUFFIX_FORMATS.get(suffix, "json")
     options = job_options(args, formats=fmt)
     if not args.video.is_file():
         return no_such_file(args.video)
@@ -121,7 +123,6 @@ def _track(args: argparse.Namespace) -> int:
     return 0
 
 
-_SUFFIX_FORMATS = {".npz": "npz", ".bvh": "bvh", ".zip": "bvh"}
 
 
 def _probe(args: argparse.Namespace) -> int:

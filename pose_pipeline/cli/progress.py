@@ -1,4 +1,5 @@
-"""A one-line progress bar on stderr (no dependency), throttled to a few redraws a second."""
+"""A one-line progress bar on stderr (no dependency), throttled to a few redraws a second, and
+drawn only on a terminal: elsewhere (a CI log, a file) it writes one line when it closes."""
 
 from __future__ import annotations
 
@@ -17,8 +18,13 @@ class ProgressBar:
         self._start = time.monotonic()
         self._last_draw = 0.0
         self._drawn = False
+        self._enabled = stream.isatty()
+        self._last: tuple[int, int, str] | None = None
 
     def __call__(self, done: int, total: int, stage: str = "") -> None:
+        self._last = (done, total, stage)
+        if not self._enabled:
+            return
         now = time.monotonic()
         if now - self._last_draw < self._interval and done < total:
             return
@@ -35,4 +41,9 @@ class ProgressBar:
     def close(self) -> None:
         if self._drawn:
             self._stream.write("\n")
-            self._stream.flush()
+        elif not self._enabled and self._last is not None:
+            done, total, stage = self._last
+            fraction = min(1.0, done / total) if total else 0.0
+            extra = f" {stage}" if stage else ""
+            self._stream.write(f"{self.label}: {done}/{total} {self.unit} ({fraction:.0%}){extra}\n")
+        self._stream.flush()

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .common import EXIT_BAD_INPUT, EXIT_FAILURE, add_job_options, job_options, no_such_file
+from .common import EXIT_BAD_INPUT, EXIT_FAILURE, SUFFIX_FORMATS, add_job_options, job_options, no_such_file
 from ..files import compact_json
 
 if TYPE_CHECKING:
@@ -25,7 +25,8 @@ def add_submit_command(commands: Any) -> None:
     submit.add_argument("--url", default=os.environ.get("POSE_PIPELINE_URL", DEFAULT_URL))
     submit.add_argument("--token", default=os.environ.get("POSE_PIPELINE_TOKEN"))
     submit.add_argument("--wait", action="store_true", help="follow the job and download its result")
-    submit.add_argument("-o", "--output", type=Path, help="result file when --wait (.json or .npz)")
+    submit.add_argument("-o", "--output", type=Path, help="result file when --wait; its suffix chooses the format: "
+                        ".json, .npz, .bvh or .zip (BVH, phalp), .mp4 (the overlay video)")
     submit.add_argument("--overlay", type=Path, metavar="OUT.mp4",
                         help="with --wait: also download the video with the result drawn on it (format mp4)")
     add_job_options(submit)
@@ -56,17 +57,25 @@ def _submit(args: argparse.Namespace) -> int:
     if args.overlay and not args.wait:
         print("error: invalid_option: --overlay needs --wait", file=sys.stderr)
         return EXIT_BAD_INPUT
-    # The service's default formats, and the overlay video when asked for.
-    options = job_options(args, **({"formats": "json,npz,mp4"} if args.overlay else {})).model_dump(exclude_none=True)
+    result_format = "json"
+    if args.output is not None:
+        if args.output.suffix not in SUFFIX_FORMATS:
+            print(f"error: invalid_option: cannot tell the format of {args.output.name} from its suffix: use "
+                  f"{', '.join(SUFFIX_FORMATS)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        result_format = SUFFIX_FORMATS[args.output.suffix]
+    # The service's default formats, the one the output asks for, and the overlay video.
+    formats = dict.fromkeys(["json", "npz", result_format, *(["mp4"] if args.overlay else [])])
+    options = job_options(args, formats=",".join(formats)).model_dump(exclude_none=True)
     if not args.video.is_file():
         return no_such_file(args.video)
     try:
-        return _submit_to(Client(args.url, args.token), args, options)
+        return _submit_to(Client(args.url, args.token), args, options, result_format)
     except httpx.TransportError as exc:
         return _unreachable(args.url, exc)
 
 
-def _submit_to(client: Client, args: argparse.Namespace, options: dict[str, Any]) -> int:
+def _submit_to(client: Client, args: argparse.Namespace, options: dict[str, Any], result_format: str) -> int:
     from .progress import ProgressBar
 
     with client:
@@ -85,7 +94,7 @@ def _submit_to(client: Client, args: argparse.Namespace, options: dict[str, Any]
         finally:
             bar.close()
         output = args.output or Path(f"{job.job_id}.json")
-        client.download(job.job_id, output)
+        client.download(job.job_id, output, result_format)
         print(f"{output}: written", file=sys.stderr)
         if args.overlay:
             client.download(job.job_id, args.overlay, "mp4")

@@ -205,6 +205,32 @@ def test_submit_prints_the_viewer_and_jobs_lists_the_jobs(video, tmp_path):
         assert bad.stderr.startswith("error: invalid_option: state must be one of")
         assert cli("submit", video, "--url", url, "--overlay", overlay, code=2).stderr.startswith(
             "error: invalid_option: --overlay needs --wait")
+        npz = tmp_path / "out.npz"  # the suffix chooses the format the job writes and the client fetches
+        cli("submit", video, "--url", url, "--wait", "-o", npz)
+        tracks = [[(p.track_id, p.bbox.round(2).tolist()) for p in f.people] for f in read_result(npz).frames]
+        assert tracks == [[(p.track_id, p.bbox.round(2).tolist()) for p in f.people] for f in read_result(out).frames]
+
+
+def test_the_client_sends_a_whole_upload_s_length_so_the_server_refuses_it_unread(video, tmp_path):
+    from pose_pipeline.api.app import create_app
+    from pose_pipeline.api.service import JobService
+    from pose_pipeline.client import Client
+    from pose_pipeline.errors import FileTooLarge
+    from pose_pipeline.jobs.stages import LocalStages
+
+    from support.http_server import serve_app
+
+    limit = video.stat().st_size // 2
+    settings = Settings.from_dict({"engine": {"name": "motion"}, "store": {"root": str(tmp_path / "store")},
+                                   "limits": {"max_body_bytes": limit}})
+    service = JobService(settings, LocalStages.from_settings(settings), owner="cli-test")
+    sent: list[httpx.Request] = []
+    with serve_app(create_app(service)) as url, \
+            httpx.Client(base_url=url, event_hooks={"request": [sent.append]}) as http:
+        with pytest.raises(FileTooLarge, match="at most"):
+            Client(http=http).submit(video, part_bytes=10 * video.stat().st_size)
+    assert sent[-1].headers["content-length"] == str(video.stat().st_size)
+    assert not list((tmp_path / "store" / "spool").iterdir())  # nothing received, nothing left
 
 
 def test_models_check_of_the_configured_phalp_engine_reads_the_global_config(tmp_path):
@@ -221,3 +247,34 @@ def test_remote_commands_say_when_the_service_cannot_be_reached():
     done = cli("jobs", "--url", "http://127.0.0.1:9", code=1)
     assert done.stderr.startswith("error: cannot reach the service at http://127.0.0.1:9")
     assert "Traceback" not in done.stderr
+
+
+def test_progress_draws_on_a_terminal_only_and_says_where_it_ended_elsewhere(tmp_path):
+    import io
+    import os
+    import pty
+
+    from pose_pipeline.cli.progress import ProgressBar
+
+    log = io.StringIO()  # a CI log: no redraws, one line at the end
+    bar = ProgressBar("clip.mp4", stream=log, min_interval_s=0.0)
+    for done in range(0, 101, 10):
+        bar(done, 100, "tracking")
+    bar.close()
+    assert log.getvalue() == "clip.mp4: 100/100 frames (100%) tracking\n"
+    controller, terminal = pty.openpty()  # a real terminal: the bar redraws in place
+    with os.fdopen(terminal, "w") as stream:
+        bar = ProgressBar("clip.mp4", stream=stream, min_interval_s=0.0)
+        bar(50, 100, "tracking")
+        bar.close()
+    drawn = os.read(controller, 4096).decode()
+    os.close(controller)
+    assert drawn.startswith("\rclip.mp4 [###############") and "50%" in drawn and drawn.endswith("\r\n")
+
+
+def test_version_and_a_result_suffix_the_service_cannot_write(video):
+    from pose_pipeline import __version__
+
+    assert cli("--version").stdout.strip() == f"pose-pipeline {__version__}"
+    done = cli("submit", video, "--url", "http://127.0.0.1:9", "--wait", "-o", "result.txt", code=2)
+    assert done.stderr.startswith("error: invalid_option: cannot tell the format of result.txt")
