@@ -6,15 +6,19 @@ Precedence, lowest first:
 2. a YAML file: ``path`` (``pose-pipeline --config FILE``), else ``$POSE_PIPELINE_CONFIG``;
 3. ``app``: the Serve application's ``args.settings`` (the service only);
 4. environment variables ``POSE_PIPELINE_<SECTION>__<FIELD>`` (for example
-   ``POSE_PIPELINE_DECODE__MAX_SIDE=720``), whose values are parsed as YAML scalars.
+   ``POSE_PIPELINE_DECODE__MAX_SIDE=720``): a text field takes the value as it is (a
+   password with `` #`` in it, the word ``on``); any other field reads it as YAML (a number,
+   ``true``, ``null``, a list, a mapping).
 
 Mappings are merged key by key. docs/configuration.md lists every field; its tables are
-generated from the descriptions here (``python -m pose_pipeline.settings_doc``).
+generated from the descriptions here (``python docs/settings_doc.py``).
 """
 
 from __future__ import annotations
 
 import os
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -189,8 +193,20 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         if not key.startswith(ENV_PREFIX) or "__" not in key:
             continue
         section, _, field = key[len(ENV_PREFIX):].lower().partition("__")
-        out.setdefault(section, {})[field] = yaml.safe_load(raw)
+        out.setdefault(section, {})[field] = raw if _is_text(section, field) else yaml.safe_load(raw)
     return out
+
+
+def _is_text(section: str, field: str) -> bool:
+    """Whether ``section.field`` holds text (``str``, or ``str`` or null)."""
+    part = Settings.model_fields.get(section)
+    model = part.annotation if part is not None else None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)) or field not in model.model_fields:
+        return False
+    annotation = model.model_fields[field].annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return set(typing.get_args(annotation)) == {str, type(None)}
+    return annotation is str
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -117,6 +117,14 @@ def test_settings_precedence_defaults_yaml_environment(tmp_path):
     assert Settings.load(env={}) == Settings()
 
 
+def test_environment_values_of_text_fields_are_taken_as_they_are():
+    """Not read as YAML: a ``#`` would cut a password there, and ``on`` become ``true``."""
+    dsn = "postgresql://user:pa #ss@db/pose"
+    settings = Settings.load(env={"POSE_PIPELINE_STORE__DATABASE": dsn, "POSE_PIPELINE_ENGINE__NAME": "on",
+                                  "POSE_PIPELINE_DECODE__MAX_SIDE": "null"})  # not text: YAML's null
+    assert (settings.store.database, settings.engine.name, settings.decode.max_side) == (dsn, "on", None)
+
+
 @pytest.mark.parametrize("yaml_text, env", [
     ("decode:\n  max_sid: 720\n", {}),
     ("colour: blue\n", {}),
