@@ -63,12 +63,16 @@ class MediaTokens:
 
     def verify(self, token: str, job_id: str, scope: str = "video") -> bool:
         expires_text, _, mac = token.partition(".")
-        if not expires_text.isdigit() or not mac:
+        # ASCII digits only ("²³".isdigit() is true, and int() refuses it), and the MAC compared
+        # as bytes (compare_digest refuses text with other characters): hostile tokens fail
+        # verification instead of the request.
+        if not (expires_text.isascii() and expires_text.isdigit()) or not mac:
             return False
         expires = int(expires_text)
         if expires < self._clock():
             return False
-        return hmac.compare_digest(mac, self._mac(job_id, scope, expires))
+        expected = self._mac(job_id, scope, expires).encode()
+        return hmac.compare_digest(mac.encode("utf-8", "surrogateescape"), expected)
 
     def _mac(self, job_id: str, scope: str, expires: int) -> str:
         digest = hmac.new(self._secret, f"{scope}:{job_id}:{expires}".encode(), hashlib.sha256).digest()
