@@ -8,18 +8,21 @@ pending response got a replica's death only as a ``RayServeException``'s text, m
 
 from __future__ import annotations
 
+import re
+
 import ray._private.state
 import ray.exceptions
 from ray.serve.exceptions import BackPressureError
 
-from pose_pipeline.errors import RETRY_AFTER_S, HostOutOfMemory, InternalError, Overloaded, PipelineError, WorkerDied
+from pose_pipeline.errors import RETRY_AFTER_S, HostOutOfMemory, Overloaded, PipelineError, WorkerDied, unexpected
 
 _DEATHS = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ray.exceptions.WorkerCrashedError,
            ray.exceptions.ObjectLostError)
 
 
-def as_pipeline_error(exc: BaseException) -> PipelineError:
-    """The typed error behind an exception raised by a deployment call."""
+def as_pipeline_error(exc: BaseException, stage: str = "a deployment") -> PipelineError:
+    """The typed error behind an exception raised by a call to ``stage``; one that is none of
+    the service's: ``internal_error``, its text (Ray's traceback) kept in the log only."""
     if isinstance(exc, PipelineError):
         cause = getattr(exc, "cause", None)  # a RayTaskError wrapping ours: give back the original
         return cause if isinstance(cause, PipelineError) else exc
@@ -31,7 +34,8 @@ def as_pipeline_error(exc: BaseException) -> PipelineError:
         return _worker_died(str(exc))
     if isinstance(exc, BackPressureError):
         return Overloaded("the service is at capacity; try again later", retry_after_s=RETRY_AFTER_S)
-    return InternalError(f"{type(exc).__name__}: {str(exc)[:500]}")
+    cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) and exc.cause is not None else exc
+    return unexpected(cause, stage)
 
 
 def runner_death_cause(owner: str) -> PipelineError | None:
@@ -59,5 +63,14 @@ def _node_oom(text: str) -> HostOutOfMemory:
                            kind="node", ray_error=_first_line(text))
 
 
+#: What Ray's texts carry of the cluster that a client must not see: colour codes, process ids,
+#: addresses, node and worker ids.
+_INTERNALS = re.compile(r"\x1b\[[0-9;]*m|\b(pid|ip|node_id|worker_id|actor_id)=[^\s,)]+|\b(IP|ID): [^\s,)]+"
+                        r"|\b\d{1,3}(\.\d{1,3}){3}(:\d+)?\b")
+_EMPTIED = re.compile(r"\(\s*(,\s*)*\)|(?<=\()\s*,\s*|\s*,\s*(?=\))")
+
+
 def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")[:300]
+    """Ray's first line of ``text``, for a client: without what it says of the cluster."""
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return " ".join(_EMPTIED.sub("", _INTERNALS.sub("", line)).split())[:300]

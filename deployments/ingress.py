@@ -48,20 +48,20 @@ class RayStages:
         self.board, self.app_name = board, app_name
 
     async def probe(self, path: Path) -> VideoProbe:
-        return await _reply(self.decoding.probe.remote(str(path)))
+        return await _reply(self.decoding.probe.remote(str(path)), "the Decode deployment (probe)")
 
     async def decode(self, task: ChunkTask) -> ChunkRef:
-        return await _reply(self.decoding.decode.remote(task))
+        return await _reply(self.decoding.decode.remote(task), "the Decode deployment")
 
     async def track(self, decoded: Decoded) -> ChunkReceipt:
         # Passed on as a reference, the output's only copy would live on the tracking replica's
         # node; when that node died, the commit waited for the lost object with no error from
         # Ray until jobs.chunk_timeout_s. Held here, a node's loss is an error within seconds.
-        tracked = await _reply(self.tracking.track.remote(decoded))
-        return await _reply(self.aggregation.commit.remote(tracked))
+        tracked = await _reply(self.tracking.track.remote(decoded), "the Tracking deployment")
+        return await _reply(self.aggregation.commit.remote(tracked), "the Aggregation deployment (commit)")
 
     async def finalize(self, job_id: str) -> dict[str, int]:
-        return await _reply(self.aggregation.finalize.remote(job_id))
+        return await _reply(self.aggregation.finalize.remote(job_id), "the Aggregation deployment (result)")
 
     def readiness_checks(self) -> Mapping[str, Awaitable[Any]]:
         """From Serve's status of the application (the controller's, not a request to any
@@ -93,8 +93,9 @@ class RayStages:
         raise NotReady(f"{running} replica(s) running, none has reported its engine loaded yet")
 
 
-async def _reply(response: DeploymentResponse[Any] | DeploymentResponseGenerator[Any]) -> Any:
-    """The response's value, or its typed error; cancelling stops the call too."""
+async def _reply(response: DeploymentResponse[Any] | DeploymentResponseGenerator[Any], stage: str) -> Any:
+    """The response's value, or its typed error (``stage``: whom it came from); cancelling
+    stops the call too."""
     assert isinstance(response, DeploymentResponse), "the stages' methods return one value"
     try:
         return await response
@@ -102,7 +103,7 @@ async def _reply(response: DeploymentResponse[Any] | DeploymentResponseGenerator
         response.cancel()
         raise
     except Exception as exc:
-        raise as_pipeline_error(exc) from None
+        raise as_pipeline_error(exc, stage) from None
 
 
 @serve.deployment(name="Ingress", max_ongoing_requests=128, max_queued_requests=256,

@@ -102,7 +102,7 @@ class Tracking:
         try:
             decoded: DecodedChunk = ray.get(ref.chunk)  # zero-copy: frames stay in the object store
         except ray.exceptions.ObjectLostError as exc:  # with the Decode replica that owned it: worker_died
-            raise as_pipeline_error(exc) from None
+            raise as_pipeline_error(exc, "the Tracking deployment (its chunk from Decode)") from None
         started = time.perf_counter()
         self._in_progress[threading.get_ident()] = time.monotonic()
         if self.cuda is not None:

@@ -20,6 +20,8 @@ ones as a mapping, which is also what the JSON body carries next to ``code`` and
 from __future__ import annotations
 
 import dataclasses
+import logging
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -331,8 +333,24 @@ class NotReady(ServiceFailure):
     deployments: dict[str, Any] | None = dataclasses.field(default=None, kw_only=True)
 
 
+@dataclass(eq=False)
 class InternalError(ServiceFailure):
     code, status = "internal_error", 500
+
+    #: Where it happened, and the id under which its whole trace is in that process's log
+    #: (set by ``unexpected``).
+    stage: str | None = dataclasses.field(default=None, kw_only=True)
+    error_id: str | None = dataclasses.field(default=None, kw_only=True)
+
+
+def unexpected(exc: BaseException, stage: str) -> InternalError:
+    """An exception that is no ``PipelineError`` (a bug, a failure nobody foresaw) as a client
+    may see it: where it happened, its type and an id, never its text (a traceback, paths,
+    pids, addresses can be in it); the whole of it goes to this process's log under the id."""
+    error_id = uuid.uuid4().hex[:12]
+    logging.getLogger(__name__).error("unexpected error %s in %s", error_id, stage, exc_info=exc)
+    return InternalError(f"unexpected error in {stage} ({type(exc).__name__}); the service's log has it under "
+                         f"error id {error_id}", stage=stage, error_id=error_id)
 
 
 def _concrete(base: type[PipelineError]) -> list[type[PipelineError]]:

@@ -11,7 +11,6 @@ carries the bodies of pose_pipeline/api/schemas.py.
 run time and must see real classes.)
 """
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,7 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from .. import __version__
-from ..errors import InternalError, InvalidOption, PipelineError
+from ..errors import InvalidOption, PipelineError, unexpected
 from .responses import error_response
 from .routes import health, jobs, uploads, viewer
 from .schemas import ErrorBody
@@ -46,13 +45,13 @@ def create_app(service: JobService) -> FastAPI:
     app = FastAPI(title="pose-pipeline", version=__version__, lifespan=lifespan, responses=_ERRORS,
                   description="3D human pose tracking on video: upload a video, get per-frame tracks.")
     app.state.service = service  # the endpoints reach it through the request (auth.service_of)
-    _add_error_handlers(app, service.log)
+    _add_error_handlers(app)
     for routes in (jobs, viewer, uploads, health):
         app.include_router(routes.router)
     return app
 
 
-def _add_error_handlers(app: FastAPI, log: logging.Logger) -> None:
+def _add_error_handlers(app: FastAPI) -> None:
     async def pipeline_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, PipelineError)
         return error_response(exc)
@@ -66,12 +65,11 @@ def _add_error_handlers(app: FastAPI, log: logging.Logger) -> None:
         code = _FRAMEWORK_CODES.get(exc.status_code, "http_error")
         return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code)
 
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s", request.url.path)
-        return error_response(InternalError(f"unexpected error: {type(exc).__name__}"))
+    async def unhandled(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(unexpected(exc, f"the API ({request.method} {request.url.path})"))
 
     app.add_exception_handler(PipelineError, pipeline_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected)
+    app.add_exception_handler(Exception, unhandled)
 

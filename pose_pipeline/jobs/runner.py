@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 from .messages import ChunkReceipt, ChunkTask, Decoded
 from ..config import JobSettings
-from ..errors import (RETRY_AFTER_S, ChunkTimeout, InternalError, JobCancelled, JobError, Overloaded, PipelineError,
-                      WorkerDied)
+from ..errors import (RETRY_AFTER_S, ChunkTimeout, JobCancelled, JobError, Overloaded, PipelineError, WorkerDied,
+                      unexpected)
 from .state import JobStage
 from .store import JobRecord, JobState, JobStore
 from ..video import DecodeCursor
@@ -194,8 +194,7 @@ class JobRunner:
         except PipelineError as exc:
             self._end(job_id, JobState.failed, exc, started)
         except Exception as exc:  # a bug: report it as such rather than hanging the client
-            log.exception("job %s failed unexpectedly", job_id)
-            self._end(job_id, JobState.failed, InternalError(f"unexpected error: {exc!r}"), started)
+            self._end(job_id, JobState.failed, unexpected(exc, f"the job runner (job {job_id})"), started)
         else:
             self._end(job_id, JobState.succeeded, None, started)
         finally:
