@@ -126,15 +126,49 @@ class Client:
                 return
             cursor = page.next_cursor
 
-    def events(self, job_id: str) -> Iterator[JobView]:
-        """Status snapshots as the job progresses (Server-Sent Events), until it ends."""
-        with self._http.stream("GET", f"/v1/jobs/{job_id}/events", timeout=None) as response:
+    def events(self, job_id: str, *, attempts: int = 5) -> Iterator[JobView]:
+        """Status snapshots as the job progresses (Server-Sent Events), until it ends. A stream
+        the server ends first (it does every ``jobs.events_stream_s``, before a proxy cuts it)
+        or a dropped connection is resumed from the last event (``Last-Event-ID``), after the
+        server's ``retry:`` delay; ``attempts`` connections failing in a row raise."""
+        last_id: str | None = None
+        retry_s, failures = 1.0, 0
+        while True:
+            try:
+                for kind, value in self._stream(job_id, last_id):
+                    if kind == "retry":
+                        retry_s = int(value) / 1000
+                        continue
+                    if kind == "id":
+                        last_id = value
+                        continue
+                    failures = 0
+                    view = JobView.model_validate(json.loads(value))
+                    yield view
+                    if view.state.terminal:
+                        return
+            except httpx.TransportError:
+                failures += 1
+                if failures >= attempts:
+                    raise
+            else:  # the server ended the stream: the job may have ended meanwhile
+                status = self.status(job_id)
+                if status.state.terminal:
+                    yield status
+                    return
+            time.sleep(retry_s)
+
+    def _stream(self, job_id: str, last_id: str | None) -> Iterator[tuple[str, str]]:
+        """One event stream's fields, in order: ("retry", ms), ("id", id), ("data", JSON)."""
+        headers = {"Last-Event-ID": last_id} if last_id else {}
+        with self._http.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=None) as response:
             if response.status_code != 200:
                 response.read()
                 _json(response)
             for line in response.iter_lines():
-                if line.startswith("data: "):
-                    yield JobView.model_validate(json.loads(line[6:]))
+                name, _, value = line.partition(": ")
+                if name in ("retry", "id", "data") and value:
+                    yield name, value
 
     def wait(self, job_id: str, progress: Callable[[JobView], None] | None = None) -> JobView:
         """Follow the job until it ends; raise its error if it failed or was cancelled."""

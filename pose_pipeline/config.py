@@ -106,6 +106,9 @@ class JobSettings(_Section):
     lease_s: float = Field(30.0, description=(
         "a running job whose runner (ingress replica) has not renewed its lease for this long is taken over by "
         "another runner and continues from its last committed chunk"))
+    events_stream_s: float = Field(300.0, gt=0, description=(
+        "an event stream (`GET /v1/jobs/{id}/events`) ends after this long and the client resumes it with "
+        "`Last-Event-ID`: well below the proxy's `request_timeout_s`, which would cut it without a word"))
     decode_ahead: bool = Field(True, description=(
         "decode a job's next chunk while its current one is tracked, so that decoding overlaps tracking "
         "(bench/RESULTS.md, section 2); costs one more chunk per job in Ray's object store. Off: the stages "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
@@ -44,6 +45,24 @@ READY_TIMEOUT_S = 5.0
 #: without an event.
 EVENTS_POLL_S = 0.5
 EVENTS_KEEPALIVE_S = 15.0
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """One event of a job's stream: its id (the record's update time, which only grows) and
+    the job's status then."""
+
+    id: str
+    view: JobView
+
+
+def _event_time(last_event_id: str | None) -> float | None:
+    """The update time a ``Last-Event-ID`` names; None for none or one this service never sent."""
+    try:
+        value = float(last_event_id) if last_event_id else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
 #: Spool files older than this are uploads a dead process was receiving.
 SPOOL_MAX_AGE_S = 3600.0
 
@@ -303,25 +322,33 @@ class JobService:
         media_type, suffix = result_media(fmt, path)  # bvh: one track's text, or a zip of several
         return ResultFile(path, media_type, f"{record.id}.{suffix}", record.id)
 
-    def events(self, job_id: str, base_url: str) -> AsyncIterator[JobView | None]:
-        """The job's view at each change, until it ends; None where a keep-alive is due.
+    def events(self, job_id: str, base_url: str,
+               last_event_id: str | None = None) -> AsyncIterator[StatusEvent | None]:
+        """The job's view at each change, until it ends or ``jobs.events_stream_s`` passes; None
+        where a keep-alive is due. ``last_event_id``: the id of the last event the client has
+        (``Last-Event-ID``): the stream starts with the job's status only if it changed since.
         Raises ``JobNotFound`` before the first view for an unknown job."""
         self.store.get(job_id)
-        return self._follow(job_id, base_url)
+        return self._follow(job_id, base_url, _event_time(last_event_id))
 
-    async def _follow(self, job_id: str, base_url: str) -> AsyncIterator[JobView | None]:
+    async def _follow(self, job_id: str, base_url: str,
+                      seen_up_to: float | None) -> AsyncIterator[StatusEvent | None]:
         last: JobView | None = None
-        last_sent = time.monotonic()
+        started = last_sent = time.monotonic()
         while True:
-            view = JobView.of(self.store.get(job_id), base_url)
+            record = self.store.get(job_id)
+            view = JobView.of(record, base_url)
+            event_id = f"{record.updated_at:.6f}"
             # timings change on every read: a new event only when the job moved
-            if last is None or view.model_copy(update={"timings": last.timings}) != last:
-                yield view
+            if last is None and seen_up_to is not None and float(event_id) <= seen_up_to:
+                last = view  # the client has this one already
+            elif last is None or view.model_copy(update={"timings": last.timings}) != last:
+                yield StatusEvent(event_id, view)
                 last, last_sent = view, time.monotonic()
             elif time.monotonic() - last_sent > EVENTS_KEEPALIVE_S:
                 yield None
                 last_sent = time.monotonic()
-            if view.state.terminal:
+            if view.state.terminal or time.monotonic() - started > self.settings.jobs.events_stream_s:
                 return
             await asyncio.sleep(EVENTS_POLL_S)
 

@@ -286,3 +286,37 @@ def test_version_and_a_result_suffix_the_service_cannot_write(video):
     assert cli("--version").stdout.strip() == f"pose-pipeline {__version__}"
     done = cli("submit", video, "--url", "http://127.0.0.1:9", "--wait", "-o", "result.txt", code=2)
     assert done.stderr.startswith("error: invalid_option: cannot tell the format of result.txt")
+
+
+@pytest.mark.slow
+def test_event_streams_end_before_a_proxy_cuts_them_and_the_client_resumes_them(tmp_path):
+    """Real HTTP: with ``jobs.events_stream_s`` short the server ends the stream many times
+    while the job runs; ``Client.wait`` resumes each from its last event and returns the
+    job's end; a resumed stream gives only what changed since (``Last-Event-ID``)."""
+    from pose_pipeline.api.app import create_app
+    from pose_pipeline.api.service import JobService
+    from pose_pipeline.client import Client
+    from pose_pipeline.jobs.stages import LocalStages
+
+    from support.http_server import serve_app
+
+    video, seconds = tmp_path / "long.mp4", 12  # a job of a few seconds: streams of 0.2 s end during it
+    cli("demo-video", video, "--seconds", seconds, "--size", f"{WIDTH}x{HEIGHT}", "--fps", FPS)
+    settings = Settings.from_dict({"engine": {"name": "motion"}, "store": {"root": str(tmp_path / "store")},
+                                   "jobs": {"events_stream_s": 0.2}, "decode": {"chunk_bytes": WIDTH * HEIGHT * 3 * 4}})
+    service = JobService(settings, LocalStages.from_settings(settings), owner="events-test")
+    streams: list[httpx.Request] = []
+    hooks = {"request": [lambda request: streams.append(request) if request.url.path.endswith("/events") else None]}
+    seen: list[int] = []
+    with serve_app(create_app(service)) as url, httpx.Client(base_url=url, event_hooks=hooks) as http:
+        client = Client(http=http)
+        job = client.submit(video)
+        done = client.wait(job.job_id, progress=lambda status: seen.append(status.progress.frames_done))
+        assert done.state.value == "succeeded" and seen[-1] == seconds * FPS and seen == sorted(seen)
+        assert len(streams) >= 2 and any("last-event-id" in request.headers for request in streams[1:])
+        with http.stream("GET", f"/v1/jobs/{job.job_id}/events") as response:  # a new follower: the end
+            lines = [line for line in response.iter_lines() if line]
+        assert lines[0] == "retry: 1000" and lines[1].startswith("id: ") and lines[2] == "event: status"
+        last_id = lines[1].removeprefix("id: ")
+        with http.stream("GET", f"/v1/jobs/{job.job_id}/events", headers={"Last-Event-ID": last_id}) as response:
+            assert [line for line in response.iter_lines() if line] == ["retry: 1000"]  # nothing since

@@ -24,6 +24,9 @@ from ...files import compact_json
 
 router = APIRouter()
 
+#: How long a client waits before it reconnects to an event stream that ended (``retry:``).
+EVENTS_RETRY_MS = 1000
+
 
 async def new_job(service: JobService, request: Request, endpoint_params: tuple[str, ...] = (),
                   result_format: str | None = None) -> JobRecord:
@@ -71,16 +74,21 @@ async def status(service: Service, job_id: str, request: Request) -> JSONRespons
 @router.get("/v1/jobs/{job_id}/events", dependencies=AUTH,
             responses={200: {"content": {"text/event-stream": {}}, "description": "a `status` event "
                                                                                  "(a JobView) at each change"}})
-async def events(service: Service, job_id: str, request: Request) -> StreamingResponse:
-    """Server-Sent Events: a ``status`` event at each change, until the job ends."""
-    views = service.events(job_id, base_url(request))  # 404 before the stream starts
+async def events(service: Service, job_id: str, request: Request,
+                 last_event_id: str | None = None) -> StreamingResponse:
+    """Server-Sent Events: a ``status`` event at each change, each with an ``id``, until the job
+    ends or ``jobs.events_stream_s`` passes; a client then resumes with ``Last-Event-ID`` (the
+    header, or ``?last_event_id=``) and gets only what changed since."""
+    resume = request.headers.get("last-event-id") or last_event_id
+    events = service.events(job_id, base_url(request), resume)  # 404 before the stream starts
 
     async def stream() -> AsyncIterator[str]:
-        async for view in views:
-            if view is None:
+        yield f"retry: {EVENTS_RETRY_MS}\n\n"
+        async for event in events:
+            if event is None:
                 yield ": keep-alive\n\n"
             else:
-                yield f"event: status\ndata: {compact_json(view.to_json())}\n\n"
+                yield f"id: {event.id}\nevent: status\ndata: {compact_json(event.view.to_json())}\n\n"
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 

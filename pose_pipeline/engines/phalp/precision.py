@@ -4,7 +4,7 @@
 RegNetY) and of HMR2.0 in that type and runs them there; everything after them stays fp32:
 the detector's proposal and box/mask heads, HMR2's SMPL head, SMPL itself, the texture
 sampler, the appearance encoder and association. Storing (not autocasting) the weights
-halves their memory (two ViT-H: 5.0 GB fp32 -> 2.5 GB), which is what lets the engine fit
+halves their memory (the two backbones: 5.1 GB in fp32, 2.5 GB), which is what lets the engine fit
 an 8 GB card; autocast would keep the fp32 weights and add cast copies.
 """
 
