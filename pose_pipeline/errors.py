@@ -207,6 +207,16 @@ class UploadNotFound(RequestError):
 
 
 @dataclass(eq=False)
+class IdempotencyKeyReused(RequestError):
+    """An ``Idempotency-Key`` sent again with another request (other options or another video)."""
+
+    code, status = "idempotency_key_reused", 422
+
+    #: The job the key was first used for.
+    job_id: str | None = dataclasses.field(default=None, kw_only=True)
+
+
+@dataclass(eq=False)
 class UploadConflict(RequestError):
     """A part that does not start where the upload ends, a part sent while another is being
     received, or a job started from an incomplete upload."""

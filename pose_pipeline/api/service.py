@@ -11,18 +11,19 @@ tests with ``stages.LocalStages``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
 import math
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..config import Settings
-from ..errors import (FileTooLarge, InvalidOption, InvalidRequest, NotReady, PipelineError,
+from ..errors import (FileTooLarge, IdempotencyKeyReused, InvalidOption, InvalidRequest, NotReady, PipelineError,
                       Unauthorized, UnsupportedCodec)
 from ..engines.registry import provides_smpl
 from ..jobs.runner import DeathCause, JobObserver, JobRunner, Stages
@@ -33,6 +34,8 @@ from .parts import PartialUpload, PartUploads, part_too_large
 from ..pipeline import decode_options, expected_frames
 from ..results.writers import result_media
 from ..jobs.store import JobRecord, JobState, new_job_id, open_store
+from ..jobs.store.base import DuplicateKey
+from ..files import compact_json
 from .uploads import Upload, check_content, receive, too_large
 from ..video import VideoProbe, unsupported_codec
 from ..viewer.reader import VideoFile, ViewerReader
@@ -205,16 +208,33 @@ class JobService:
     # --- jobs ------------------------------------------------------------------------------
 
     async def create(self, upload: Upload, options: Mapping[str, str], *, filename: str = "",
-                     result_format: str | None = None) -> JobRecord:
+                     result_format: str | None = None, idempotency_key: str | None = None,
+                     digest: str | None = None) -> JobRecord:
         """Validate ``options`` (with the upload's own form fields under them) and the video,
         store the job and start it. ``result_format``: a format the job must produce. The
-        upload's file is the job's from here on, or removed if no job is made."""
+        upload's file is the job's from here on, or removed if no job is made.
+
+        ``idempotency_key`` (the request's ``Idempotency-Key``): a key already used with the
+        same request (options, name and video) gives that job again, with another request
+        ``idempotency_key_reused``; keys live as long as their job's record. ``digest``: what
+        the request is, when not its video's bytes (``parts_digest`` for an upload in parts)."""
         # Only base names: a client's directories say nothing, and must never become paths here.
         # The name, as options are: the query's over a form field, over the file part's own.
         upload.filename = client_filename(filename, upload.fields.pop("filename", ""), upload.filename)
+        values = {**upload.fields, **options}
         try:
-            record = await self._new_record(upload, {**upload.fields, **options}, result_format)
+            if idempotency_key is not None:
+                digest = digest or request_digest(values, upload.filename, upload.path)
+                earlier = self.replayed(idempotency_key, digest)
+                if earlier is not None:
+                    upload.path.unlink(missing_ok=True)
+                    return earlier
+            record = await self._new_record(upload, values, result_format)
+            record = replace(record, idempotency_key=idempotency_key, request_digest=digest)
             self.store.create(record, upload.path)
+        except DuplicateKey:  # the same key at the same moment: the other request made the job
+            upload.path.unlink(missing_ok=True)
+            return _same_request(self.store.find_by_key(idempotency_key or ""), digest)
         except BaseException:
             upload.path.unlink(missing_ok=True)
             raise
@@ -244,6 +264,12 @@ class JobService:
         return JobRecord(id=new_job_id(), state=JobState.queued, created_at=now, updated_at=now,
                          filename=upload.filename or "upload", options=options, video=video,
                          frames_total=expected_frames(video, decoding), engine=engine, decoding=decoding)
+
+    def replayed(self, idempotency_key: str, digest: str) -> JobRecord | None:
+        """The job an earlier request with this ``Idempotency-Key`` made, if that request was
+        this one (else ``idempotency_key_reused``); None for a key not seen."""
+        existing = self.store.find_by_key(checked_key(idempotency_key))
+        return None if existing is None else _same_request(existing, digest)
 
     def get(self, job_id: str) -> JobRecord:
         return self.store.get(job_id)
@@ -398,3 +424,34 @@ class JobService:
         if not all(stage.ready for stage in report.values()):
             raise NotReady("not every deployment is ready", deployments=readiness_json(report))
         return ReadyView(status="ready", deployments=report)
+
+
+def checked_key(key: str) -> str:
+    """An ``Idempotency-Key`` as clients send them (a UUID, say): 1-255 printable ASCII characters."""
+    if not 0 < len(key) <= 255 or not key.isascii() or not key.isprintable():
+        raise InvalidRequest("Idempotency-Key must be 1 to 255 printable ASCII characters")
+    return key
+
+
+def request_digest(options: Mapping[str, str], filename: str, video: Path) -> str:
+    """What a job's request asked for: its options, the video's name and its bytes."""
+    digest = hashlib.sha256(compact_json([sorted(options.items()), filename]).encode())
+    with open(video, "rb") as fp:
+        for block in iter(lambda: fp.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def parts_digest(options: Mapping[str, str], filename: str, upload_id: str) -> str:
+    """The same for a job of an upload in parts: the upload's id stands for its bytes (a request
+    sent again finds its upload taken, so the bytes cannot be compared)."""
+    return hashlib.sha256(compact_json([sorted(options.items()), filename, upload_id]).encode()).hexdigest()
+
+
+def _same_request(existing: JobRecord | None, digest: str | None) -> JobRecord:
+    if existing is None:  # its job expired between the two looks: as if the key were new
+        raise IdempotencyKeyReused("the Idempotency-Key's job has just expired; send the request with a new key")
+    if existing.request_digest != digest:
+        raise IdempotencyKeyReused(f"this Idempotency-Key was used for job {existing.id} with another request "
+                                   "(other options or another video); use a new key", job_id=existing.id)
+    return existing

@@ -424,3 +424,28 @@ def test_the_library_imports_neither_ray_nor_its_adapters():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'deployments'}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_an_idempotency_key_sent_again_gives_the_same_job(local, video):
+    """A client that lost the answer to its POST (the dropped connection) sends it again with
+    the same Idempotency-Key: the same job, not a second one; the key with another request is
+    refused; an upload in parts, taken by its job, finds that job again too."""
+    body, key = video.read_bytes(), "retry-after-a-dropped-connection"
+    first = local.post("/v1/jobs", params={"fps": 5}, content=body,
+                       headers={"Content-Type": "video/mp4", "Idempotency-Key": key})
+    again = local.post("/v1/jobs", params={"fps": 5}, content=body,
+                       headers={"Content-Type": "video/mp4", "Idempotency-Key": key})
+    assert first.status_code == again.status_code == 202 and first.json()["job_id"] == again.json()["job_id"]
+    other = local.post("/v1/jobs", params={"fps": 6}, content=body,
+                       headers={"Content-Type": "video/mp4", "Idempotency-Key": key})
+    _assert_error(other, 422, "idempotency_key_reused")
+    assert other.json()["error"]["job_id"] == first.json()["job_id"]
+    _assert_error(local.post("/v1/jobs", content=body, headers={"Content-Type": "video/mp4",
+                                                                "Idempotency-Key": "k" * 256}), 400, "invalid_request")
+    upload = local.post("/v1/uploads", params={"filename": "people.mp4", "size": len(body)}).json()
+    assert local.put(f"/v1/uploads/{upload['id']}", params={"offset": 0}, content=body).status_code == 200
+    parts_key = {"Idempotency-Key": "parts"}
+    from_parts = local.post("/v1/jobs", params={"upload": upload["id"]}, headers=parts_key)
+    assert from_parts.status_code == 202
+    assert local.post("/v1/jobs", params={"upload": upload["id"]}, headers=parts_key).json()["job_id"] == \
+        from_parts.json()["job_id"]

@@ -23,6 +23,7 @@ from pose_pipeline.errors import InvalidOption, JobError, JobNotFound, StoreUnav
 from pose_pipeline.options import JobOptions
 from pose_pipeline.jobs.state import JobStage
 from pose_pipeline.jobs.store import JobRecord, JobState, JobStore, LocalJobStore, new_job_id, open_store
+from pose_pipeline.jobs.store.base import DuplicateKey
 from pose_pipeline.video import DecodeCursor, DecodeOptions, probe
 
 STORES = ["sqlite", "postgres"]
@@ -277,3 +278,19 @@ def test_a_database_that_cannot_be_reached_is_a_typed_503(tmp_path, postgres_ser
     with pytest.raises(StoreUnavailable) as info:
         open_store(unreachable)
     assert info.value.status == 503 and info.value.retryable
+
+
+def test_an_idempotency_key_is_unique_among_the_records(new_job, store, video):
+    first = new_job(store)
+    keyed = store.update(first.id, idempotency_key="k1", request_digest="d1")
+    assert store.find_by_key("k1") == keyed and store.find_by_key("k2") is None
+    upload = store.new_upload_path()
+    shutil.copyfile(video, upload)
+    now = time.time()
+    second = JobRecord(id=new_job_id(), state=JobState.queued, created_at=now, updated_at=now, filename="clip.mp4",
+                       options=JobOptions(), video=keyed.video, frames_total=10, engine="motion", idempotency_key="k1")
+    with pytest.raises(DuplicateKey):
+        store.create(second, upload)
+    with pytest.raises(JobNotFound):
+        store.get(second.id)
+    assert not (store.jobs / second.id).exists()  # nothing of the refused job is left

@@ -18,7 +18,7 @@ from ..auth import AUTH, Service
 from ..listing import JobQuery
 from ..responses import base_url, content_length, error_json, file_response, job_json
 from ..schemas import JobList, JobView
-from ..service import JobService
+from ..service import JobService, client_filename, parts_digest
 from ..uploads import Upload
 from ...files import compact_json
 
@@ -32,17 +32,25 @@ async def new_job(service: JobService, request: Request, endpoint_params: tuple[
                   result_format: str | None = None) -> JobRecord:
     """Receive the upload (body or ``?upload=<id>``) and create the job. ``endpoint_params``
     are query parameters of the endpoint itself, not job options."""
-    service.admit()  # refuse before reading a large body we could not run
+    key = request.headers.get("idempotency-key")
     query = {k: v for k, v in request.query_params.items() if k not in endpoint_params}
     upload_id = query.pop("upload", None)
     filename = query.pop("filename", "") or ""
+    digest = None
+    if upload_id and key is not None:  # sent again, its upload is taken: look for its job first
+        digest = parts_digest(query, client_filename(filename, "", ""), upload_id)
+        earlier = service.replayed(key, digest)
+        if earlier is not None:
+            return earlier
+    service.admit()  # refuse before reading a large body we could not run
     upload: Upload
     if upload_id:
         upload = await service.take_parts(upload_id, request.stream())
     else:
         upload = await service.receive(request.stream(), request.headers.get("content-type", ""),
                                        content_length(request))
-    return await service.create(upload, query, filename=filename, result_format=result_format)
+    return await service.create(upload, query, filename=filename, result_format=result_format,
+                                idempotency_key=key, digest=digest)
 
 
 @router.post("/v1/jobs", status_code=202, dependencies=AUTH, response_model=JobView)

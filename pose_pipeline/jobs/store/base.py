@@ -54,6 +54,10 @@ class JobRecord:
     #: runner taking over a job also counts attempts its dead predecessor made.
     chunk_attempts: int = 0
     results: dict[str, int] = field(default_factory=dict)  # format -> bytes
+    #: The client's ``Idempotency-Key`` (unique among the records), and a digest of what it
+    #: asked for: the same key with the same request gives this job again.
+    idempotency_key: str | None = None
+    request_digest: str | None = None
 
     def require_succeeded(self) -> None:
         """``JobNotFinished`` unless the job succeeded: its result is read only then."""
@@ -77,6 +81,10 @@ _JSON_FIELDS: Mapping[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = 
     "error": (JobError.to_dict, JobError.from_dict),
     "results": (dict, dict),
 }
+
+
+class DuplicateKey(Exception):
+    """A record with this idempotency key is already stored."""
 
 
 class SqlConnection(Protocol):
@@ -103,6 +111,10 @@ class JobStore(ABC):
 
     @abstractmethod
     def create(self, record: JobRecord, upload: Path) -> JobRecord: """Store a job and move its upload in."""
+
+    @abstractmethod
+    def find_by_key(self, idempotency_key: str) -> JobRecord | None:
+        """The job created with this ``Idempotency-Key``, if any."""
 
     @abstractmethod
     def get(self, job_id: str) -> JobRecord: """The job, or ``JobNotFound``."""

@@ -24,7 +24,7 @@ from dataclasses import fields
 from typing import Any, cast
 
 from ...errors import InvalidOption, StoreUnavailable
-from .base import _COLUMNS, _JSON_FIELDS, JobRecord, SqlConnection
+from .base import _COLUMNS, _JSON_FIELDS, DuplicateKey, JobRecord, SqlConnection
 from .sqlite import LocalJobStore
 
 try:
@@ -85,6 +85,8 @@ class _Connection:
         assert psycopg is not None
         try:
             return self.raw.execute(sql.replace("?", "%s"), list(parameters))
+        except psycopg.errors.UniqueViolation:
+            raise DuplicateKey(str(parameters[:1])) from None
         except psycopg.OperationalError as exc:
             self.broken = True
             raise StoreUnavailable(f"the job store's database cannot be reached: {str(exc).strip()[:300]}") from None
@@ -170,6 +172,7 @@ class PostgresJobStore(LocalJobStore):
                 db.execute(f"ALTER TABLE jobs ADD COLUMN IF NOT EXISTS {name} {_column_type(name, types[name])}")
             db.execute("CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state)")
             db.execute("CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at, id)")
+            db.execute("CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs (idempotency_key)")
             self._check_volume(db)
 
     def _check_volume(self, db: SqlConnection) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 from ...errors import JobNotFound
 from ...files import write_atomically
 from ...video import DecodeCursor
-from .base import _COLUMNS, JobRecord, JobState, JobStore, SqlConnection, _from_row, _to_row
+from .base import _COLUMNS, DuplicateKey, JobRecord, JobState, JobStore, SqlConnection, _from_row, _to_row
 
 
 class LocalJobStore(JobStore):
@@ -58,6 +58,7 @@ class LocalJobStore(JobStore):
                     db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
             db.execute("CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state)")
             db.execute("CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at, id)")  # the job list
+            db.execute("CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs (idempotency_key)")
 
     @contextmanager
     def _connect(self) -> Iterator[SqlConnection]:
@@ -84,10 +85,20 @@ class LocalJobStore(JobStore):
         (directory / "chunks").mkdir(parents=True)
         os.replace(upload, directory / "upload")
         row = _to_row(record)
-        with self._connect() as db:
-            db.execute(f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                       list(row.values()))
+        try:
+            with self._connect() as db:
+                db.execute(f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                           list(row.values()))
+        except (sqlite3.IntegrityError, DuplicateKey):  # the idempotency key's index (PostgreSQL: DuplicateKey)
+            shutil.rmtree(directory, ignore_errors=True)
+            raise DuplicateKey(record.idempotency_key) from None
         return record
+
+    def find_by_key(self, idempotency_key: str) -> JobRecord | None:
+        with self._connect() as db:
+            db.row_factory = sqlite3.Row
+            row = db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+        return None if row is None else _from_row(dict(row))
 
     def get(self, job_id: str) -> JobRecord:
         with self._connect() as db:
