@@ -449,3 +449,18 @@ def test_an_idempotency_key_sent_again_gives_the_same_job(local, video):
     assert from_parts.status_code == 202
     assert local.post("/v1/jobs", params={"upload": upload["id"]}, headers=parts_key).json()["job_id"] == \
         from_parts.json()["job_id"]
+
+
+def test_the_same_idempotency_key_at_the_same_moment_makes_one_job(local, video):
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = video.read_bytes()
+
+    def send(_: int) -> httpx.Response:
+        return local.post("/v1/jobs", params={"fps": 4}, content=body,
+                          headers={"Content-Type": "video/mp4", "Idempotency-Key": "both-at-once"})
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(send, range(4)))
+    assert {answer.status_code for answer in answers} == {202}
+    assert len({answer.json()["job_id"] for answer in answers}) == 1
