@@ -212,8 +212,9 @@ class IdempotencyKeyReused(RequestError):
 
     code, status = "idempotency_key_reused", 422
 
-    #: The job the key was first used for.
+    #: The job (or the upload in parts) the key was first used for.
     job_id: str | None = dataclasses.field(default=None, kw_only=True)
+    upload_id: str | None = dataclasses.field(default=None, kw_only=True)
 
 
 @dataclass(eq=False)

@@ -16,6 +16,7 @@ sends that part again.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -27,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import EmptyUpload, FileTooLarge, PartTooLarge, UploadConflict, UploadNotFound
+from ..errors import EmptyUpload, FileTooLarge, IdempotencyKeyReused, PartTooLarge, UploadConflict, UploadNotFound
 from ..files import compact_json, write_atomically
 from .uploads import too_large
 
@@ -52,15 +53,59 @@ class PartUploads:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def create(self, filename: str, size: int | None, max_bytes: int) -> PartialUpload:
+    def create(self, filename: str, size: int | None, max_bytes: int,
+               idempotency_key: str | None = None) -> PartialUpload:
+        """A new upload; with ``idempotency_key``, the upload that key made if it still exists
+        (``idempotency_key_reused`` if it was made for another file name or size)."""
         if size is not None and size > max_bytes:
             raise FileTooLarge(f"the announced size ({size} bytes) is larger than the limit of {max_bytes} "
                                "bytes (limits.max_upload_bytes)", limit_bytes=max_bytes)
+        filename = os.path.basename(filename)
+        if idempotency_key is not None:
+            earlier = self._keyed(idempotency_key)
+            if earlier is not None:
+                return _same_upload(earlier, filename, size)
         upload_id = uuid.uuid4().hex
         self._data(upload_id).touch()
-        meta = {"filename": os.path.basename(filename), "size": size, "created_at": time.time()}
+        meta = {"filename": filename, "size": size, "created_at": time.time()}
         write_atomically(self._meta(upload_id), compact_json(meta))
+        if idempotency_key is not None and not self._claim(idempotency_key, upload_id):
+            self._remove(upload_id)  # the same key at the same moment: the other request's upload
+            earlier = self._keyed(idempotency_key)
+            if earlier is None:
+                raise IdempotencyKeyReused("the Idempotency-Key's upload has just ended; use a new key")
+            return _same_upload(earlier, filename, size)
         return self.get(upload_id)
+
+    def _key_file(self, key: str) -> Path:
+        return self.root / "keys" / hashlib.sha256(key.encode()).hexdigest()
+
+    def _keyed(self, key: str) -> PartialUpload | None:
+        """The upload ``key`` made, if it still exists (a stale key is forgotten)."""
+        path = self._key_file(key)
+        try:
+            upload_id = path.read_text().strip()
+            return self.get(_checked(upload_id))
+        except FileNotFoundError:
+            return None
+        except (UploadNotFound, ValueError, OSError):  # taken by its job, deleted or expired
+            path.unlink(missing_ok=True)
+            return None
+
+    def _claim(self, key: str, upload_id: str) -> bool:
+        """Tie ``key`` to ``upload_id`` unless another upload holds it: a link made under the
+        key's name holds the id whole or not at all, and only one link can be made."""
+        path = self._key_file(key)
+        path.parent.mkdir(exist_ok=True)
+        partial = path.with_name(f".{path.name}.{upload_id}")
+        partial.write_text(upload_id)
+        try:
+            os.link(partial, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            partial.unlink(missing_ok=True)
 
     def get(self, upload_id: str) -> PartialUpload:
         try:
@@ -126,6 +171,13 @@ class PartUploads:
             if idle:
                 self._remove(data.stem)
                 removed.append(data.stem)
+        for key in self.root.glob("keys/[0-9a-f]*"):  # keys whose upload is gone (taken, deleted, expired)
+            try:
+                gone = not self._meta(key.read_text().strip()).exists()
+            except OSError:
+                continue
+            if gone:
+                key.unlink(missing_ok=True)
         return removed
 
     def _remove(self, upload_id: str) -> None:
@@ -152,6 +204,13 @@ class PartUploads:
 
     def _meta(self, upload_id: str) -> Path:
         return self.root / f"{_checked(upload_id)}.json"
+
+
+def _same_upload(upload: PartialUpload, filename: str, size: int | None) -> PartialUpload:
+    if (upload.filename, upload.size) != (filename, size):
+        raise IdempotencyKeyReused(f"this Idempotency-Key made upload {upload.id} for another file (name or size); "
+                                   "use a new key", upload_id=upload.id)
+    return upload
 
 
 def part_too_large(max_part_bytes: int) -> PartTooLarge:

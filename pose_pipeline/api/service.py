@@ -380,10 +380,12 @@ class JobService:
 
     # --- uploads in parts ------------------------------------------------------------------
 
-    def create_upload(self, filename: str, size: int | None) -> PartialUpload:
+    def create_upload(self, filename: str, size: int | None, idempotency_key: str | None = None) -> PartialUpload:
+        """A new upload in parts; with ``idempotency_key``, the one that key made, while it lasts."""
         if size is not None and size < 0:
             raise InvalidOption("size must not be negative", option="size")
-        return self.parts.create(filename, size, self.settings.limits.max_upload_bytes)
+        key = None if idempotency_key is None else checked_key(idempotency_key)
+        return self.parts.create(filename, size, self.settings.limits.max_upload_bytes, key)
 
     async def append_part(self, upload_id: str, offset: int, body: AsyncIterator[bytes],
                           content_length: int | None) -> PartialUpload:

@@ -464,3 +464,18 @@ def test_the_same_idempotency_key_at_the_same_moment_makes_one_job(local, video)
         answers = list(pool.map(send, range(4)))
     assert {answer.status_code for answer in answers} == {202}
     assert len({answer.json()["job_id"] for answer in answers}) == 1
+
+
+def test_an_idempotency_key_sent_again_gives_the_same_upload_in_parts(local, video):
+    size = video.stat().st_size
+    ask = {"filename": "people.mp4", "size": size}
+    first = local.post("/v1/uploads", params=ask, headers={"Idempotency-Key": "upload-1"})
+    again = local.post("/v1/uploads", params=ask, headers={"Idempotency-Key": "upload-1"})
+    assert first.status_code == again.status_code == 201 and first.json()["id"] == again.json()["id"]
+    other = local.post("/v1/uploads", params={**ask, "size": size - 1}, headers={"Idempotency-Key": "upload-1"})
+    _assert_error(other, 422, "idempotency_key_reused")
+    assert other.json()["error"]["upload_id"] == first.json()["id"]
+    local.put(f"/v1/uploads/{first.json()['id']}", params={"offset": 0}, content=video.read_bytes())
+    assert local.post("/v1/jobs", params={"upload": first.json()["id"]}).status_code == 202  # taken by its job
+    fresh = local.post("/v1/uploads", params=ask, headers={"Idempotency-Key": "upload-1"})  # the key is free again
+    assert fresh.status_code == 201 and fresh.json()["id"] != first.json()["id"]

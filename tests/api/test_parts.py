@@ -145,3 +145,15 @@ def test_delete_and_idle_expiry_remove_the_files(parts):
     os.utime(parts.root / f"{idle.id}.data", (an_hour_ago, an_hour_ago))
     assert parts.expire(idle_s=600) == [idle.id]
     assert sorted(p.name for p in parts.root.iterdir()) == [f"{active.id}.data", f"{active.id}.json"]
+
+
+def test_an_idempotency_key_holds_its_upload_until_it_is_gone(parts, tmp_path):
+    first = parts.create("a.mp4", len(DATA), MAX_BYTES, idempotency_key="k")
+    assert parts.create("a.mp4", len(DATA), MAX_BYTES, idempotency_key="k") == first
+    send_all(parts, first.id)
+    parts.take(first.id, tmp_path / "video")  # its job took it: the key is free again
+    second = parts.create("a.mp4", len(DATA), MAX_BYTES, idempotency_key="k")
+    assert second.id != first.id
+    parts.delete(second.id)
+    parts.expire(idle_s=600)  # the key of a deleted upload goes with the idle ones
+    assert list((parts.root / "keys").iterdir()) == []

@@ -18,7 +18,8 @@ async def create_upload(service: Service, request: Request, filename: str = "",
                         size: str | None = None) -> JSONResponse:
     """Start an upload in parts (large files: each request holds one bounded part); ``size``:
     the file's size in bytes, if known (refused at once when over the limit)."""
-    upload = service.create_upload(filename, optional_whole_number(size, "size", minimum=0))
+    upload = service.create_upload(filename, optional_whole_number(size, "size", minimum=0),
+                                   request.headers.get("idempotency-key"))
     return JSONResponse(service.upload_view(upload, base_url(request)).to_json(), status_code=201,
                         headers={"Location": f"/v1/uploads/{upload.id}"})
 
