@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo
 
 from ..errors import InvalidOption
 
@@ -38,3 +38,11 @@ class EngineOptions(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()
+
+
+def at_most_max_age(value: int, info: ValidationInfo) -> int:
+    """``max_predicted``'s check in the CPU engines' options: a coasting track is reported at
+    most as long as it lives (``max_age``, a field before it)."""
+    if "max_age" in info.data and value > info.data["max_age"]:
+        raise ValueError("must be in [0, max_age]")
+    return value

@@ -18,7 +18,7 @@ from .schema import Frame, ResultHeader, TrackingResult, TrackSummary
 from ..files import compact_json
 
 __all__ = ["FORMATS", "MEDIA_TYPES", "RENDERED_FORMATS", "JsonWriter", "MemoryWriter", "NpzWriter", "ResultFiles",
-           "ResultWriter", "dumps_json", "read_json", "read_npz", "read_result", "result_media"]
+           "ResultWriter", "dumps_json", "write_result", "read_json", "read_npz", "read_result", "result_media"]
 
 MEDIA_TYPES = {"json": "application/json", "npz": "application/octet-stream", "mp4": "video/mp4",
                "bvh": "text/plain; charset=utf-8"}
@@ -153,11 +153,15 @@ class MemoryWriter:
         self.result = TrackingResult(self._header, tuple(self._frames), tuple(tracks))
 
 
-def dumps_json(result: TrackingResult) -> str:
-    buffer = io.StringIO()
-    writer = JsonWriter(buffer)
+def write_result(result: TrackingResult, writer: ResultWriter) -> None:
+    """A whole result through ``writer``: header, frames, tracks."""
     writer.begin(result.header)
     for frame in result.frames:
         writer.frame(frame)
     writer.end(result.tracks)
+
+
+def dumps_json(result: TrackingResult) -> str:
+    buffer = io.StringIO()
+    write_result(result, JsonWriter(buffer))
     return buffer.getvalue()

@@ -48,7 +48,7 @@ from pose_pipeline.results.schema import (
     VideoInfo,
     summarize_tracks,
 )
-from pose_pipeline.results.writers import NpzWriter
+from pose_pipeline.results.writers import NpzWriter, write_result
 from support.results import result_of, smpl_header
 
 FPS = 30.0
@@ -286,11 +286,7 @@ def test_the_mean_skeleton_follows_its_documented_fractions():
 def npz_path(tmp_path_factory) -> Path:
     result = smpl_result()
     path = tmp_path_factory.mktemp("npz") / "result.npz"
-    writer = NpzWriter(str(path))
-    writer.begin(result.header)
-    for frame in result.frames:
-        writer.frame(frame)
-    writer.end(result.tracks)
+    write_result(result, NpzWriter(str(path)))
     return path
 
 

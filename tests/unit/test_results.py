@@ -20,7 +20,7 @@ from pose_pipeline.errors import InternalError
 from pose_pipeline.results.schema import (CameraModel, EngineInfo, Frame, Person, Processing, ResultHeader, SmplParams,
                                           TrackingResult, TrackSummary, VideoInfo, summarize_tracks)
 from pose_pipeline.results.writers import (JsonWriter, MemoryWriter, NpzWriter, ResultFiles, dumps_json, read_json,
-                                           read_npz, read_result)
+                                           read_npz, read_result, write_result)
 
 JOINTS = 44
 # JSON rounding per quantity (schema.py): decimals -> the largest error a round trip may add.
@@ -78,15 +78,8 @@ def make_result(with_3d: bool, frames: int = 12, seed: int = 0) -> TrackingResul
 
 def npz_bytes(result: TrackingResult) -> bytes:
     buffer = io.BytesIO()
-    write_all(result, NpzWriter(buffer))
+    write_result(result, NpzWriter(buffer))
     return buffer.getvalue()
-
-
-def write_all(result: TrackingResult, writer) -> None:
-    writer.begin(result.header)
-    for frame in result.frames:
-        writer.frame(frame)
-    writer.end(result.tracks)
 
 
 # --- comparing results -------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from pose_pipeline.results.schema import (
     SmplParams,
     TrackingResult,
 )
-from pose_pipeline.results.writers import NpzWriter, dumps_json, read_json, read_npz
+from pose_pipeline.results.writers import NpzWriter, dumps_json, read_json, read_npz, write_result
 from pose_pipeline.results.smoothing import PRESETS, smooth_frames
 from support.results import result_of, smpl_header
 
@@ -63,11 +63,7 @@ def result(include: tuple[str, ...] = ("vertices",), frames: int = 6, smoothing:
 
 def npz_of(result: TrackingResult) -> bytes:
     buffer = io.BytesIO()
-    writer = NpzWriter(buffer)
-    writer.begin(result.header)
-    for frame in result.frames:
-        writer.frame(frame)
-    writer.end(result.tracks)
+    write_result(result, NpzWriter(buffer))
     return buffer.getvalue()
 
 

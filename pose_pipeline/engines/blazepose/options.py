@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, field_validator
 
-from ..options import EngineOptions
+from ..options import EngineOptions, at_most_max_age
 from .models import ModelPaths
 
 
@@ -51,12 +51,7 @@ class BlazePoseOptions(EngineOptions):
     keypoint_weight: float = Field(0.5, ge=0, le=1, description=(
         "share of keypoint similarity against box IoU in the assignment"))
 
-    @field_validator("max_predicted")
-    @classmethod
-    def _at_most_max_age(cls, value: int, info: ValidationInfo) -> int:
-        if "max_age" in info.data and value > info.data["max_age"]:
-            raise ValueError("must be in [0, max_age]")
-        return value
+    _max_predicted = field_validator("max_predicted")(at_most_max_age)
 
     def model_paths(self) -> ModelPaths:
         return ModelPaths.resolve(self.models_dir, self.detector_model, self.landmark_model)

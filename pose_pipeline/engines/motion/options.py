@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, field_validator
 
-from ..options import EngineOptions
+from ..options import EngineOptions, at_most_max_age
 
 
 class MotionOptions(EngineOptions):
@@ -50,9 +50,4 @@ class MotionOptions(EngineOptions):
             raise ValueError("must be [low, high] with 0 < low <= high")
         return value
 
-    @field_validator("max_predicted")
-    @classmethod
-    def _at_most_max_age(cls, value: int, info: ValidationInfo) -> int:
-        if "max_age" in info.data and value > info.data["max_age"]:
-            raise ValueError("must be in [0, max_age]")
-        return value
+    _max_predicted = field_validator("max_predicted")(at_most_max_age)
