@@ -1,8 +1,9 @@
 """``pose-pipeline models check|fetch``: the model files of the configured engine (or
 ``--engine``), whichever it is.
 
-- blazepose: ``fetch`` takes the two files out of the pinned mediapipe wheel on the package
-  index (``pose_pipeline/engines/blazepose/models.py``) into the models directory of the
+- blazepose: ``fetch`` takes the three files out of the pinned mediapipe wheel on the package
+  index and the pinned ``@mediapipe/objectron`` npm package
+  (``pose_pipeline/engines/blazepose/models.py``) into the models directory of the
   configuration (``engine.options.models_dir``, default ~/.cache/pose-pipeline/blazepose).
 - phalp: its weight files (``cli/weights.py``): ``fetch`` downloads the freely downloadable
   ones (never the SMPL model, which is licence-restricted).
@@ -31,8 +32,8 @@ def add_models_commands(subparsers: Any) -> None:
     models = subparsers.add_parser("models", help="check or fetch the configured engine's model files")
     commands = models.add_subparsers(dest="models_command", required=True)
     for name, text in (("check", "say whether the model files are there and right"),
-                       ("fetch", "fetch the model files (blazepose: from the pinned mediapipe wheel; phalp: "
-                                 "the freely downloadable weights)")):
+                       ("fetch", "fetch the model files (blazepose: from the pinned mediapipe wheel and npm "
+                                 "package; phalp: the freely downloadable weights)")):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--engine", help="the engine whose files (default: the configured one)")
         blazepose = sub.add_argument_group("blazepose")
@@ -60,7 +61,7 @@ def model_paths(settings: Settings, models_dir: Path | None = None) -> ModelPath
 
     options: Mapping[str, Any] = settings.engine.options if settings.engine.name == "blazepose" else {}
     return ModelPaths.resolve(models_dir or options.get("models_dir"), options.get("detector_model"),
-                              options.get("landmark_model"))
+                              options.get("face_detector_model"), options.get("landmark_model"))
 
 
 def ensure_models(settings: Settings, notice: Callable[[str], None]) -> None:
@@ -72,10 +73,11 @@ def ensure_models(settings: Settings, notice: Callable[[str], None]) -> None:
     try:
         paths.check()
     except EngineUnavailable:
-        if paths.check_detector or paths.check_landmarks:
+        if any(checked for _, _, checked in paths.files()):
             from ..engines.blazepose.models import fetch
 
-            notice(f"fetching the blazepose model files (mediapipe 0.10.21 wheel, Apache 2.0) into {paths.models_dir}")
+            notice("fetching the blazepose model files (Apache 2.0: the mediapipe 0.10.21 wheel, the npm package "
+                   f"@mediapipe/objectron) into {paths.models_dir}")
             fetch(paths.models_dir)
         paths.check()
 
@@ -87,7 +89,7 @@ def _check(settings: Settings, models_dir: Path | None) -> int:
     except EngineUnavailable as exc:
         print(exc.message, file=sys.stderr)
         return 1
-    print(f"{paths.detector}\n{paths.landmarks}\nok", file=sys.stderr)
+    print("".join(f"{path}\n" for path, _, _ in paths.files()) + "ok", file=sys.stderr)
     return 0
 
 

@@ -124,10 +124,11 @@ def test_box_outlines_are_in_the_tracks_colour_and_far_pixels_unchanged(job, pla
         drawn, before = images[index][outline], plain[index][outline]
         changed = np.abs(drawn.astype(int) - before).max(axis=1) > 40
         near_colour = distance(drawn, color) < distance(before, color)
-        if person.detected:  # solid: every outline pixel, a quarter of them the colour itself
+        if person.detected:  # solid: every outline pixel, most of them much nearer the colour than before
             assert changed.mean() > 0.9 and near_colour.mean() > 0.95, index
-            # (4:2:0 halves the chroma resolution: a 2 px line on odd columns blends with its neighbours)
-            assert np.percentile(distance(drawn, color), 25) < 25, index
+            # (4:2:0 halves the chroma resolution: a 2 px line on odd columns blends with its
+            # neighbours, more or less visibly as the picture around it is darker or lighter)
+            assert np.median(distance(drawn, color)) < 0.5 * np.median(distance(before, color)), index
         else:  # dashed: about half of them changed, all of them pulled towards the colour (chroma)
             assert 0.3 < changed.mean() < 0.7 and near_colour.mean() > 0.6, index
         far = far_mask(frame, plain.shape[1:3])
@@ -144,12 +145,14 @@ def test_the_skeleton_is_drawn_where_the_confident_joints_are(job, plain, render
     a pixel nearby much nearer that colour than the picture was."""
     _, images, _ = rendered
     painter = FramePainter(job.result.header)
+    unlabelled = FramePainter(job.result.header, OverlayStyle(labels=False))
     checked = 0
     for index in DETECTED_FRAMES:
         frame = job.result.frames[index]
         (person,) = frame.people
-        drawn = plain[index].copy()
+        drawn, bare = plain[index].copy(), plain[index].copy()
         painter.paint(drawn, frame)
+        unlabelled.paint(bare, frame)
         joints = person.joints_2d * 0.5
         sure = person.joints_confidence >= 0.5
         color = track_color(person.track_id)
@@ -157,8 +160,11 @@ def test_the_skeleton_is_drawn_where_the_confident_joints_are(job, plain, render
             if not (sure[a] and sure[b]) or np.linalg.norm(joints[a] - joints[b]) < 6:
                 continue
             x, y = np.floor((joints[a] + joints[b]) / 2).astype(int)
-            assert tuple(drawn[y, x]) == color, (index, a, b)
             near = (slice(max(y - 1, 0), y + 2), slice(max(x - 1, 0), x + 2))
+            if not np.array_equal(drawn[near], bare[near]):
+                continue  # under the id's label, which is drawn last so that no bone hides it
+            # within a pixel of the midpoint: lines are sampled once per row or column
+            assert (drawn[near] == color).all(axis=-1).any(), (index, a, b)
             encoded, before = distance(images[index][near], color).min(), distance(plain[index][near], color).min()
             assert encoded < before - 30, (index, a, b, encoded, before)
             checked += 1

@@ -109,3 +109,20 @@ def crop(image: np.ndarray, roi: Roi, size: int, low: float, high: float, replic
         value = sum(flat[corner + channel] * weight for corner, weight in zip(corners, weights))
         out[0, :, :, channel] = value * scale + np.float32(low)
     return out
+
+
+
+def stretch(image: np.ndarray, box: tuple[float, float, float, float], size: int, low: float,
+            high: float) -> np.ndarray:
+    """The rectangle ``box`` (xyxy frame pixels, rounded to whole pixels inside the frame) of an
+    (H, W, 3) uint8 image resized to ``size`` x ``size`` by FFmpeg's bilinear scaler (which
+    filters when it shrinks), as (1, size, size, 3) float32 scaled from [0, 255] to [low, high]."""
+    import av  # PyAV, a dependency of the project: its scaler is several times faster than numpy here
+
+    height, width = image.shape[:2]
+    x0, y0 = max(int(round(box[0])), 0), max(int(round(box[1])), 0)
+    x1, y1 = min(int(round(box[2])), width), min(int(round(box[3])), height)
+    region = np.ascontiguousarray(image[y0:y1, x0:x1])
+    frame = av.VideoFrame.from_ndarray(region, format="rgb24")
+    resized = frame.reformat(width=size, height=size, interpolation="BILINEAR").to_ndarray()
+    return (resized.astype(np.float32) * np.float32((high - low) / 255.0) + np.float32(low))[None]

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .detector import ROI_SCALE
 from .geometry import Roi, crop
 from .runtime import TfliteModel
 
@@ -36,6 +35,8 @@ _HEATMAP_SIZE = 64
 _REFINE_KERNEL = 7  # window of heatmap cells around a landmark for the refinement
 _REFINE_MIN_CONFIDENCE = 0.5
 _ROI_START, _ROI_END = 33, 34  # auxiliary landmarks that give the next region
+#: Scale from the hip centre-to-circle distance to the half side of the person's square (BlazePose's).
+ROI_SCALE = 1.25
 _CONFIDENT_JOINTS = 8  # a person shows at least this many joints clearly, even half out of frame
 _MASK_STEP = 2  # the person's box comes from every 2nd row and column of the 256 x 256 mask
 
@@ -102,17 +103,21 @@ def refine_on_heatmap(uv: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
     the heatmap is confident enough there; (N, 2) crop units in, the same out."""
     size = heatmap.shape[0]
     half = (_REFINE_KERNEL - 1) // 2
+    count = min(len(uv), heatmap.shape[2])
+    cols, rows = np.trunc(uv[:count, 0] * size).astype(np.int64), np.trunc(uv[:count, 1] * size).astype(np.int64)
+    inside = (cols >= 0) & (cols < size) & (rows >= 0) & (rows < size)
+    # Windows of the heatmap around each landmark, cut at its edges (cells outside weigh 0).
+    offsets = np.arange(-half, half + 1)
+    ys = rows[:, None, None] + offsets[None, :, None]
+    xs = cols[:, None, None] + offsets[None, None, :]
+    valid = (ys >= 0) & (ys < size) & (xs >= 0) & (xs < size)
+    channel = np.arange(count)[:, None, None]
+    confidence = np.where(valid, sigmoid(heatmap[np.clip(ys, 0, size - 1), np.clip(xs, 0, size - 1), channel]), 0.0)
+    total = confidence.sum(axis=(1, 2))
+    use = inside & (confidence.max(axis=(1, 2)) >= _REFINE_MIN_CONFIDENCE) & (total > 0)
     refined = uv.copy()
-    for k in range(min(len(uv), heatmap.shape[2])):
-        col, row = int(uv[k, 0] * size), int(uv[k, 1] * size)
-        if not (0 <= col < size and 0 <= row < size):
-            continue
-        rows = slice(max(row - half, 0), min(row + half + 1, size))
-        cols = slice(max(col - half, 0), min(col + half + 1, size))
-        confidence = sigmoid(heatmap[rows, cols, k])
-        total = confidence.sum()
-        if confidence.max() < _REFINE_MIN_CONFIDENCE or total <= 0:
-            continue
-        ys, xs = np.mgrid[rows, cols]
-        refined[k] = (xs * confidence).sum() / total / size, (ys * confidence).sum() / total / size
+    safe = np.where(total > 0, total, 1.0)
+    x = (np.broadcast_to(xs, confidence.shape) * confidence).sum(axis=(1, 2)) / safe / size
+    y = (np.broadcast_to(ys, confidence.shape) * confidence).sum(axis=(1, 2)) / safe / size
+    refined[:count][use] = np.stack([x, y], axis=1)[use]
     return refined

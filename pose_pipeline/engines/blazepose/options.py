@@ -18,26 +18,33 @@ class BlazePoseOptions(EngineOptions):
 
     # --- model files
     models_dir: str | None = Field(None, description=(
-        "where `pose-pipeline models fetch` puts the two model files (null: "
+        "where `pose-pipeline models fetch` puts the three model files (null: "
         "`~/.cache/pose-pipeline/blazepose`, under `$XDG_CACHE_HOME`); `serve`, `demo` and `track` fetch them "
         "there when missing"))
     detector_model: str | None = Field(None, description=(
-        "an operator's own detector file instead (used as given: checked by its tensors, not by sha256)"))
+        "an operator's own person detector file instead (used as given: checked by its tensors, not by sha256)"))
+    face_detector_model: str | None = Field(None, description="an operator's own face-based detector file instead "
+                                                              "(likewise)")
     landmark_model: str | None = Field(None, description="an operator's own landmark model file instead (likewise)")
     threads: int = Field(2, ge=1, description="CPU threads of each model (results do not depend on it)")
     # --- finding people
-    detection_threshold: float = Field(0.5, gt=0, lt=1, description="person detector score")
+    detection_threshold: float = Field(0.4, gt=0, lt=1, description="person detector score")
+    face_threshold: float = Field(0.5, gt=0, lt=1, description=(
+        "score of BlazePose's face-based detector, which finds close-ups on the whole frame"))
     presence_threshold: float = Field(0.5, gt=0, lt=1, description=(
         "landmark model's pose presence below which a region holds nobody"))
-    confidence_threshold: float = Field(0.75, ge=0, lt=1, description=(
+    confidence_threshold: float = Field(0.6, ge=0, lt=1, description=(
         "heatmap confidence (mean of the 8 sharpest joint peaks) below which a skeleton is one the model made up "
         "(on cars, walls, bicycles) and is dropped"))
-    detect_every: int = Field(5, ge=1, description=(
-        "run the detector every n-th frame while someone is followed (every frame while nobody is)"))
-    tiles: int = Field(1, ge=1, le=4, description=(
-        "1: the detector sees the whole frame; n in 2-4: also an n x n grid of overlapping tiles, for small "
-        "people (n² + 1 detector runs per detection frame at most)"))
-    max_people: int = Field(10, ge=1, description="skeletons per frame at most (regions followed first, then new "
+    detect_every: int = Field(3, ge=1, description=(
+        "run the person detector every n-th frame for newcomers (every frame while nobody is followed)"))
+    min_height: float = Field(40.0, ge=10, description=(
+        "height in pixels of the smallest people to find: frames taller than 12.5 times it are also searched in "
+        "tiles of side 10 times it, two per detection frame in turn (smaller: more tiles, newcomers found later)"))
+    turned_views: bool = Field(True, description=(
+        "also look for people upside down or lying (one turned view of the whole frame per detection frame, "
+        "and tiles in a turn that found someone)"))
+    max_people: int = Field(20, ge=1, description="skeletons per frame at most (people followed first, then new "
                                                   "detections by score)")
     duplicate_similarity: float = Field(0.5, gt=0, le=1, description=(
         "keypoint similarity above which two skeletons are one person found twice"))
@@ -50,8 +57,12 @@ class BlazePoseOptions(EngineOptions):
         "gate of the assignment (IoU and keypoint similarity combined)"))
     keypoint_weight: float = Field(0.5, ge=0, le=1, description=(
         "share of keypoint similarity against box IoU in the assignment"))
+    appearance_weight: float = Field(0.3, ge=0, le=1, description=(
+        "share of the colours of torso and legs in the assignment (among the pairs motion allows)"))
+    recover_appearance: float = Field(0.8, gt=0, le=1, description=(
+        "colour similarity at which someone near where a lost track was seen gets its id back"))
 
     _max_predicted = field_validator("max_predicted")(at_most_max_age)
 
     def model_paths(self) -> ModelPaths:
-        return ModelPaths.resolve(self.models_dir, self.detector_model, self.landmark_model)
+        return ModelPaths.resolve(self.models_dir, self.detector_model, self.face_detector_model, self.landmark_model)

@@ -11,9 +11,11 @@ engine measured: a box, a score, joints); the tracker gives it an id. Lifecycle:
   (predicted box, ``detected=False``, no other measurements) for up to ``max_predicted``
   frames while it stays mostly inside the frame, and deleted after ``max_age``.
 
-Engines choose the assignment cost (``Tracker.cost``; by default 1 - IoU with the
-predicted box, gated at ``min_similarity``) and may hold tracks out of the assignment
-(``Tracker.groups``: the motion engine's merged blobs).
+Engines choose the assignment (``Tracker.match``; by default the Hungarian algorithm on
+``Tracker.cost``, 1 - IoU with the predicted box gated at ``min_similarity``) and may hold
+tracks out of it (``Tracker.groups``: the motion engine's merged blobs). A detection may carry
+an appearance (any fixed-length vector, e.g. a colour histogram); each track keeps a running
+mean of its detections' appearances (``Track.appearance``) for the engine's cost to use.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class Detections:
     may_start: np.ndarray | None = None
     #: The picture changed as a whole (a cut): tracks end, nothing carries over.
     new_shot: bool = False
+    #: (M, D) appearance of each detection, or None.
+    appearance: np.ndarray | None = None
 
     @property
     def boxes(self) -> np.ndarray:
@@ -65,6 +69,8 @@ class Track:
     misses: int = 0  # consecutive frames neither matched nor held out (see ``Tracker.groups``)
     #: While tentative: (frame index, detection) of each hit, for the back-fill.
     held: list[tuple[int, Person]] = field(default_factory=list)
+    #: (D,) running mean of the matched detections' appearances (None without them).
+    appearance: np.ndarray | None = None
 
     @property
     def confirmed(self) -> bool:
@@ -98,12 +104,13 @@ class Tracker:
         held_out = self.groups(predicted, boxes)
         free_tracks = [i for i in range(len(self.tracks)) if i not in held_out]
         free_detections = [j for j in range(len(boxes)) if j not in held_out.values()]
-        matches = self._match(predicted, detections, free_tracks, free_detections)
+        matches = self.match(predicted, detections, free_tracks, free_detections)
 
         people, backfill = [], []
         for i, track in enumerate(self.tracks):
             if i in matches:
                 backfill += self._hit(track, frame_index, detections.people[matches[i]])
+                self._remember(track, detections, matches[i])
             elif i not in held_out:
                 track.misses += 1
             person = self._report(track, matches.get(i) is not None,
@@ -115,12 +122,16 @@ class Tracker:
         for j, detection in enumerate(detections.people):
             if j not in used and (may_start is None or may_start[j]):
                 started.append(self._start(frame_index, detection))
+                self._remember(started[-1], detections, j)
                 person = self._report(started[-1], True, None)  # confirmed at once if n_init == 1
                 people += [person] if person else []
         self.tracks = [t for t in self.tracks if self._alive(t)] + started
         return StepResult(sorted(people, key=lambda person: person.track_id), backfill)
 
     # --- what engines may change ---------------------------------------------------------------
+
+    #: Share of a new detection's appearance in a track's running mean.
+    appearance_rate = 0.1
 
     def groups(self, predicted: np.ndarray, boxes: np.ndarray) -> dict[int, int]:
         """Tracks held out of the assignment, as {track: detection they are somewhere in}."""
@@ -135,16 +146,21 @@ class Tracker:
     def update_motion(self, track: Track, box: np.ndarray) -> None:
         track.x, track.p = kalman_update(track.x, track.p, box)
 
+    def match(self, predicted: np.ndarray, detections: Detections, tracks: list[int],
+              candidates: list[int]) -> dict[int, int]:
+        """{track: detection} among ``tracks`` and ``candidates`` (indices into
+        ``self.tracks`` and the detections); by default the Hungarian algorithm on ``cost``."""
+        return hungarian(self.cost(predicted, detections, tracks, candidates) if tracks and candidates
+                         else np.zeros((len(tracks), len(candidates))), tracks, candidates)
+
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def _match(self, predicted: np.ndarray, detections: Detections, tracks: list[int],
-               candidates: list[int]) -> dict[int, int]:
-        """{track: detection} by the Hungarian algorithm on ``cost``."""
-        if not tracks or not candidates:
-            return {}
-        cost = self.cost(predicted, detections, tracks, candidates)
-        rows, cols = linear_sum_assignment(cost)
-        return {tracks[r]: candidates[c] for r, c in zip(rows, cols) if cost[r, c] < UNMATCHABLE}
+    def _remember(self, track: Track, detections: Detections, j: int) -> None:
+        if detections.appearance is None:
+            return
+        seen = detections.appearance[j].astype(np.float64)
+        track.appearance = seen if track.appearance is None else \
+            (1 - self.appearance_rate) * track.appearance + self.appearance_rate * seen
 
     def _hit(self, track: Track, frame_index: int, detection: Person) -> list[tuple[int, Person]]:
         """Update a matched track; returns the back-fill if this hit confirms it."""
@@ -193,6 +209,14 @@ class Tracker:
         return Person(track_id=track.track_id, bbox=box.astype(np.float32), score=track.last.score, detected=False)
 
 
+def hungarian(cost: np.ndarray, rows: list[int], cols: list[int]) -> dict[int, int]:
+    """{row: col} of the least-cost assignment, pairs costing ``UNMATCHABLE`` left out."""
+    if cost.size == 0:
+        return {}
+    chosen_rows, chosen_cols = linear_sum_assignment(cost)
+    return {rows[r]: cols[c] for r, c in zip(chosen_rows, chosen_cols) if cost[r, c] < UNMATCHABLE}
+
+
 # --- state ------------------------------------------------------------------------------------
 # Exact round trips through JSON: float32 and float64 values become Python floats (doubles)
 # and come back bit for bit.
@@ -219,6 +243,7 @@ def track_to_state(track: Track) -> dict[str, Any]:
         "x": track.x.tolist(), "p": track.p.tolist(), "track_id": track.track_id, "hits": track.hits,
         "misses": track.misses, "last": person_to_state(track.last),
         "held": [[index, person_to_state(person)] for index, person in track.held],
+        "appearance": None if track.appearance is None else track.appearance.tolist(),
     }
 
 
@@ -227,4 +252,5 @@ def track_from_state(d: dict[str, Any]) -> Track:
         x=np.array(d["x"], dtype=np.float64), p=np.array(d["p"], dtype=np.float64),
         last=person_from_state(d["last"]), track_id=d["track_id"], hits=d["hits"], misses=d["misses"],
         held=[(index, person_from_state(person)) for index, person in d["held"]],
+        appearance=None if d.get("appearance") is None else np.array(d["appearance"], dtype=np.float64),
     )
