@@ -88,7 +88,12 @@ def _track(args: argparse.Namespace) -> int:
 
     settings = Settings.load(args.config)
     suffix = args.output.suffix
-    fmt = args.format or SUFFIX_FORMATS.get(suffix, "json")
+    fmt = args.format or SUFFIX_FORMATS.get(suffix)
+    if fmt not in ("json", "npz", "bvh"):  # never a result written under another format's name
+        hint = f"; the video with the result drawn on it is --overlay {args.output.name}" if suffix == ".mp4" else ""
+        print(f"error: invalid_option: cannot tell the result's format from {args.output.name}: use .json, .npz, "
+              f".bvh or .zip, or --format{hint}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     options = job_options(args, formats=fmt)
     if not args.video.is_file():
         return no_such_file(args.video)

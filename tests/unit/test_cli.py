@@ -65,6 +65,19 @@ def test_track_to_json(demo, video, tmp_path):
 
 
 @pytest.mark.slow
+def test_track_refuses_an_output_whose_suffix_names_no_result_format(video, tmp_path):
+    """``-o out.mp4`` once wrote an NPZ under that name: now nothing is run or written, and the
+    message says what to use instead."""
+    done = cli("track", video, "-o", tmp_path / "out.mp4", code=2)
+    assert "cannot tell the result's format from out.mp4" in done.stderr and "--overlay out.mp4" in done.stderr
+    done = cli("track", video, "-o", tmp_path / "out.txt", code=2)
+    assert "use .json, .npz, .bvh or .zip, or --format" in done.stderr
+    assert not any(tmp_path.iterdir())
+    done = cli("track", video, "-o", tmp_path / "out.txt", "--format", "json")  # said outright: written
+    written = Path(done.stderr.strip().splitlines()[-1].split(": ")[0])
+    assert json.loads(written.read_text())["schema_version"] == "1"
+
+
 def test_track_to_npz_with_options(video, tmp_path):
     out = tmp_path / "walk.npz"
     cli("track", video, "-o", out, "--fps", "10", "--max-side", "160")
