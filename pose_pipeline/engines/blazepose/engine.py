@@ -96,9 +96,11 @@ class BlazePoseEngine(Engine):
     def info(self) -> EngineInfo:
         return EngineInfo(
             name="blazepose",
-            version=f"{ENGINE_VERSION} (SSD MobileNetV2 person detector + BlazePose full landmark model, LiteRT)",
-            description=("A full-body person detector (SSD MobileNetV2, Open Images V4) and BlazePose's full "
-                         "landmark model (both Google's, Apache 2.0) on the CPU, everyone in view: 33 joints per "
+            version=f"{ENGINE_VERSION} (SSD MobileNetV2 person detector + BlazePose detector and full landmark "
+                    "model, LiteRT)",
+            description=("A full-body person detector (SSD MobileNetV2, Open Images V4), BlazePose's detector for "
+                         "close-ups and its full landmark model (all Google's, Apache 2.0) on the CPU, everyone "
+                         "in view: 33 joints per "
                          "person in source pixels with a visibility each, and the same 33 joints in metres around "
                          "the hips (3D shape of the pose, no position in the scene); boxes from the model's person "
                          "mask; ids from Kalman + Hungarian tracking with keypoint and colour similarity. No SMPL "

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .face_detector import ROI_SCALE
 from .geometry import Roi, crop
 from .runtime import TfliteModel
 
@@ -35,8 +36,6 @@ _HEATMAP_SIZE = 64
 _REFINE_KERNEL = 7  # window of heatmap cells around a landmark for the refinement
 _REFINE_MIN_CONFIDENCE = 0.5
 _ROI_START, _ROI_END = 33, 34  # auxiliary landmarks that give the next region
-#: Scale from the hip centre-to-circle distance to the half side of the person's square (BlazePose's).
-ROI_SCALE = 1.25
 _CONFIDENT_JOINTS = 8  # a person shows at least this many joints clearly, even half out of frame
 _MASK_STEP = 2  # the person's box comes from every 2nd row and column of the 256 x 256 mask
 
