@@ -64,8 +64,9 @@ class PoseTracker(Tracker):
         heights = last[:, 3] - last[:, 1]
         reach = np.minimum(_RECOVER_HEIGHTS * (np.array([self.tracks[i].misses for i in lost]) + 1),
                            _RECOVER_MAX_HEIGHTS) * heights
-        distance = np.hypot(*(((last[:, None, 0:2] + last[:, None, 2:4]) - (boxes[None, :, 0:2] + boxes[None, :, 2:4]))
-                              / 2).transpose(2, 0, 1))
+        seen_at, found_at = (last[:, 0:2] + last[:, 2:4]) / 2, (boxes[:, 0:2] + boxes[:, 2:4]) / 2  # centres
+        offset = seen_at[:, None, :] - found_at[None, :, :]
+        distance = np.hypot(offset[..., 0], offset[..., 1])
         ratio = np.abs(np.log((boxes[None, :, 3] - boxes[None, :, 1]) / np.maximum(heights[:, None], 1.0)))
         near = (distance <= reach[:, None]) & (ratio <= np.log(_RECOVER_SIZE)) & (colours >= self.recover_appearance)
         return {**matches, **hungarian(np.where(near, 1.0 - colours, UNMATCHABLE), lost, left)}

@@ -150,8 +150,9 @@ class Tracker:
               candidates: list[int]) -> dict[int, int]:
         """{track: detection} among ``tracks`` and ``candidates`` (indices into
         ``self.tracks`` and the detections); by default the Hungarian algorithm on ``cost``."""
-        return hungarian(self.cost(predicted, detections, tracks, candidates) if tracks and candidates
-                         else np.zeros((len(tracks), len(candidates))), tracks, candidates)
+        if not tracks or not candidates:
+            return {}
+        return hungarian(self.cost(predicted, detections, tracks, candidates), tracks, candidates)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
